@@ -1,0 +1,142 @@
+"""The errors edgefleet raises, rooted at :class:`EdgefleetError`.
+
+Every error carries a stable domain ``code``. Transport layers (the Open Inference Protocol
+server, later the control plane API and the CLI) map codes to HTTP statuses or exit codes in one
+catalog each; nothing here knows about HTTP.
+
+::
+
+    EdgefleetError                      code
+    ├── ConfigurationError              config.invalid
+    ├── ModelLoadError                  model.load
+    ├── ModelNotFoundError              model.not_found
+    ├── ModelUnavailableError           model.unavailable
+    ├── InputError                      input.invalid
+    │   ├── MissingInputError           input.missing
+    │   ├── UnexpectedInputError        input.unexpected
+    │   ├── InputDTypeError             input.dtype
+    │   ├── InputShapeError             input.shape
+    │   └── NonFiniteInputError         input.non_finite
+    ├── InferenceError                  inference.failed
+    ├── PipelineError                   pipeline.invalid
+    └── ProtocolError                   protocol.malformed
+        ├── PayloadTooLargeError        protocol.too_large
+        └── UnsupportedError            protocol.unsupported
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "EdgefleetError",
+    "InferenceError",
+    "InputDTypeError",
+    "InputError",
+    "InputShapeError",
+    "MissingInputError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ModelUnavailableError",
+    "NonFiniteInputError",
+    "PayloadTooLargeError",
+    "PipelineError",
+    "ProtocolError",
+    "UnexpectedInputError",
+    "UnsupportedError",
+]
+
+
+class EdgefleetError(Exception):
+    """Root of every error edgefleet raises on purpose."""
+
+    code = "edgefleet.error"
+
+
+class ConfigurationError(EdgefleetError):
+    """A setting, option or command-line argument is invalid."""
+
+    code = "config.invalid"
+
+
+class ModelLoadError(EdgefleetError):
+    """A model file is missing, unreadable, not ONNX, corrupt or unsupported."""
+
+    code = "model.load"
+
+
+class ModelNotFoundError(EdgefleetError):
+    """No model (or model version) is known under the requested name."""
+
+    code = "model.not_found"
+
+
+class ModelUnavailableError(EdgefleetError):
+    """The model exists but cannot serve right now (closed, or not loaded yet)."""
+
+    code = "model.unavailable"
+
+
+class InputError(EdgefleetError):
+    """An inference input does not match what the model expects."""
+
+    code = "input.invalid"
+
+
+class MissingInputError(InputError):
+    """A required input was not given."""
+
+    code = "input.missing"
+
+
+class UnexpectedInputError(InputError):
+    """An input was given that the model does not have."""
+
+    code = "input.unexpected"
+
+
+class InputDTypeError(InputError):
+    """An input has the wrong element type."""
+
+    code = "input.dtype"
+
+
+class InputShapeError(InputError):
+    """An input has the wrong rank or a fixed dimension of the wrong size."""
+
+    code = "input.shape"
+
+
+class NonFiniteInputError(InputError):
+    """An input contains NaN or infinity and the model's policy refuses them."""
+
+    code = "input.non_finite"
+
+
+class InferenceError(EdgefleetError):
+    """The model failed while running on valid inputs."""
+
+    code = "inference.failed"
+
+
+class PipelineError(EdgefleetError):
+    """A pipeline definition is invalid (unknown stage, missing tensor, bad parameters)."""
+
+    code = "pipeline.invalid"
+
+
+class ProtocolError(EdgefleetError):
+    """A request does not follow the wire protocol (bad JSON, short binary body, ...)."""
+
+    code = "protocol.malformed"
+
+
+class PayloadTooLargeError(ProtocolError):
+    """A request body is larger than the configured limit."""
+
+    code = "protocol.too_large"
+
+
+class UnsupportedError(ProtocolError):
+    """A request asks for something this server does not implement."""
+
+    code = "protocol.unsupported"

@@ -1,0 +1,215 @@
+"""Per-model inference telemetry, cheap enough for the inference hot path.
+
+The hot path only writes raw numbers into preallocated rings under a short lock: the latency of
+the call in nanoseconds and, for softmax classifiers, the output rows themselves. The quantile
+sketch and the confidence statistics are updated from the rings in batches (when a ring fills
+and when a snapshot is taken), where vectorised numpy makes the per-call cost negligible.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edgefleet.telemetry.confidence import ConfidenceExtractor, MaxProbability
+from edgefleet.telemetry.confidence_stats import ConfidenceStats
+from edgefleet.telemetry.latency_sketch import LatencySketch
+from edgefleet.telemetry.snapshot import TelemetrySnapshot
+
+__all__ = ["InferenceRecorder", "RowRing"]
+
+DEFAULT_CAPACITY = 1024
+
+
+class RowRing:
+    """Slots of probability rows that the runtime lets ONNX Runtime write into directly.
+
+    The runtime binds each slot as the output buffer of one call, so the rows reach telemetry
+    without a copy; the recorder reduces the written slots in batches. ``written`` is advanced
+    only by the thread that owns the ring, after a call completed.
+    """
+
+    __slots__ = ("__weakref__", "consumed", "rows", "written")
+
+    def __init__(self, slots: int, row_shape: tuple[int, ...]) -> None:
+        self.rows = np.empty((slots, *row_shape), dtype=np.float32)
+        self.written = 0
+        self.consumed = 0
+
+
+class InferenceRecorder:
+    """Collects the telemetry of one model (one name and version).
+
+    Parameters
+    ----------
+    model, version
+        Identify the model in snapshots.
+    confidence
+        Extractor of per-sample confidences, or ``None`` to record none.
+    classes
+        For a :class:`MaxProbability` extractor, the width of the probability rows; lets the
+        recorder buffer raw rows and reduce them in batches.
+    capacity
+        Number of calls (and rows) buffered between batch reductions.
+    clock
+        Wall clock for snapshot windows (Unix seconds).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        confidence: ConfidenceExtractor | None = None,
+        *,
+        classes: int | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.model = model
+        self.version = version
+        self.extractor = confidence
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._capacity = capacity
+        self._latency_ns: list[int] = []
+        self._rows: NDArray[np.float32] | None = None
+        self._row_output = ""
+        if isinstance(confidence, MaxProbability) and classes is not None and classes > 1:
+            self._rows = np.empty((capacity, classes), dtype=np.float32)
+            self._row_output = confidence.output
+        self._nrows = 0
+        self._pending_conf: list[NDArray[np.floating]] = []
+        self._rings: weakref.WeakSet[RowRing] = weakref.WeakSet()
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._started = self._clock()
+        self._count = 0
+        self._errors = 0
+        self._rejected = 0
+        self._error_seconds = 0.0
+        self._sketch = LatencySketch()
+        self._confidence = ConfidenceStats()
+
+    # -- hot path -----------------------------------------------------------------------------
+
+    def ring_for(self, output: str, shape: tuple[int, ...]) -> RowRing | None:
+        """A ring the runtime may bind ``output`` of ``shape`` to, or ``None`` if not useful.
+
+        Only the rows of a :class:`MaxProbability` output of the expected width qualify.
+        """
+        if self._rows is None or output != self._row_output or len(shape) != 2:
+            return None
+        if shape[1] != self._rows.shape[1] or shape[0] < 1:
+            return None
+        ring = RowRing(max(1, min(64, self._capacity // shape[0])), shape)
+        with self._lock:
+            self._rings.add(ring)
+        return ring
+
+    def ring_full(self, ring: RowRing) -> None:
+        """Reduce a full ring and hand it back empty (called by the thread that owns it)."""
+        with self._lock:
+            self._drain(ring)
+            ring.consumed = ring.written = 0
+
+    def _drain(self, ring: RowRing) -> None:
+        written = ring.written
+        if written > ring.consumed:
+            rows = ring.rows[ring.consumed : written]
+            self._confidence.add_many(rows.reshape(-1, rows.shape[-1]).max(axis=1))
+            ring.consumed = written
+
+    def record(
+        self,
+        latency_ns: int,
+        outputs: Mapping[str, NDArray[np.generic]],
+        in_ring: bool = False,
+    ) -> None:
+        """Record one successful call that took ``latency_ns`` and returned ``outputs``.
+
+        ``in_ring`` says the call's probability rows were written into a :class:`RowRing`.
+        """
+        # list.append is atomic; flushes remove only the items they read (see _flush).
+        latencies = self._latency_ns
+        latencies.append(latency_ns)
+        rows = self._rows
+        if in_ring:
+            pass
+        elif rows is not None:
+            out = outputs[self._row_output]
+            with self._lock:
+                k = self._nrows
+                end = k + out.shape[0]
+                if end <= self._capacity and out.shape[1:] == rows.shape[1:]:
+                    rows[k:end] = out
+                    self._nrows = end
+                else:
+                    self._flush_rows()
+                    self._pending_conf.append(MaxProbability(self._row_output)(outputs))
+        elif self.extractor is not None:
+            values = self.extractor(outputs)
+            with self._lock:
+                self._pending_conf.append(values)
+        if len(latencies) >= self._capacity or self._nrows == self._capacity:
+            with self._lock:
+                self._flush()
+
+    def record_error(self, latency_ns: int) -> None:
+        """Record a call that failed while running the model."""
+        with self._lock:
+            self._errors += 1
+            self._error_seconds += latency_ns / 1e9
+
+    def record_rejected(self) -> None:
+        """Record a call refused because of bad inputs."""
+        with self._lock:
+            self._rejected += 1
+
+    # -- batch side ---------------------------------------------------------------------------
+
+    def _flush_rows(self) -> None:
+        if self._rows is not None and self._nrows:
+            self._confidence.add_many(self._rows[: self._nrows].max(axis=1))
+            self._nrows = 0
+
+    def _flush(self) -> None:
+        latencies = self._latency_ns
+        n = len(latencies)
+        if n:
+            self._sketch.add_many(np.asarray(latencies[:n], dtype=np.float64) / 1e9)
+            self._count += n
+            del latencies[:n]  # keeps anything appended meanwhile
+        self._flush_rows()
+        for ring in list(self._rings):
+            self._drain(ring)
+        for values in self._pending_conf:
+            self._confidence.add_many(values)
+        self._pending_conf.clear()
+
+    def snapshot(self, *, reset: bool = False) -> TelemetrySnapshot:
+        """Return the telemetry since the last reset; with ``reset`` start a new window."""
+        with self._lock:
+            self._flush()
+            snap = TelemetrySnapshot(
+                model=self.model,
+                version=self.version,
+                started_at=self._started,
+                ended_at=self._clock(),
+                count=self._count,
+                errors=self._errors,
+                rejected=self._rejected,
+                error_seconds=self._error_seconds,
+                latency=self._sketch.copy(),
+                confidence=ConfidenceStats.from_dict(self._confidence.to_dict()),
+            )
+            if reset:
+                self._reset_window()
+            return snap

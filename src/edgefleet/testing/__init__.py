@@ -1,0 +1,1 @@
+"""Helpers shipped with edgefleet for tests, demos and benchmarks: models built from code."""
