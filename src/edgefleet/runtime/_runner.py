@@ -121,11 +121,16 @@ class SessionRunner:
             bound = self._thread_bindings().get(shapes)
         if bound is None:
             return self._run_plain((_get_ident(), shapes), arrays, shapes), False
-        for buf, arr in zip(bound.inputs, arrays):  # noqa: B905 - same length by construction
-            buf[...] = arr  # cheaper than np.copyto for small arrays
-        for index, flat in bound.checks:
-            if not _isfinite(_dot(flat, flat)) and not np.isfinite(flat).all():
-                self._refuse(index)
+        inputs = bound.inputs
+        if len(inputs) == 1:
+            inputs[0][...] = arrays[0]  # cheaper than np.copyto for small arrays
+        else:
+            for buf, arr in zip(inputs, arrays):  # noqa: B905 - same length by construction
+                buf[...] = arr
+        if bound.checks:
+            for index, flat in bound.checks:
+                if not _isfinite(_dot(flat, flat)) and not np.isfinite(flat).all():
+                    self._refuse(index)
         ring = bound.ring
         if ring is None:
             self._raw_run(bound.raw[0], None)

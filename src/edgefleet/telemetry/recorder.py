@@ -140,27 +140,31 @@ class InferenceRecorder:
         # list.append is atomic; flushes remove only the items they read (see _flush).
         latencies = self._latency_ns
         latencies.append(latency_ns)
-        rows = self._rows
-        if in_ring:
-            pass
-        elif rows is not None:
-            out = outputs[self._row_output]
-            with self._lock:
-                k = self._nrows
-                end = k + out.shape[0]
-                if end <= self._capacity and out.shape[1:] == rows.shape[1:]:
-                    rows[k:end] = out
-                    self._nrows = end
-                else:
-                    self._flush_rows()
-                    self._pending_conf.append(MaxProbability(self._row_output)(outputs))
-        elif self.extractor is not None:
-            values = self.extractor(outputs)
-            with self._lock:
-                self._pending_conf.append(values)
-        if len(latencies) >= self._capacity or self._nrows == self._capacity:
+        if not in_ring and self.extractor is not None:
+            self._record_confidence(outputs)
+        if len(latencies) >= self._capacity:
             with self._lock:
                 self._flush()
+
+    def _record_confidence(self, outputs: Mapping[str, NDArray[np.generic]]) -> None:
+        rows = self._rows
+        if rows is None:
+            values = self.extractor(outputs)  # type: ignore[misc]
+            with self._lock:
+                self._pending_conf.append(values)
+            return
+        out = outputs[self._row_output]
+        with self._lock:
+            k = self._nrows
+            end = k + out.shape[0]
+            if end <= self._capacity and out.shape[1:] == rows.shape[1:]:
+                rows[k:end] = out
+                self._nrows = end
+                if end == self._capacity:
+                    self._flush_rows()
+            else:
+                self._flush_rows()
+                self._pending_conf.append(MaxProbability(self._row_output)(outputs))
 
     def record_error(self, latency_ns: int) -> None:
         """Record a call that failed while running the model."""
