@@ -68,6 +68,8 @@ class Model:
         The :class:`~edgefleet.telemetry.InferenceRecorder` every call writes to.
     """
 
+    platform = "onnxruntime_onnx"
+
     def __init__(self, path: Path, options: LoadOptions) -> None:
         self.path = path
         self.options = options
