@@ -18,10 +18,9 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe, interleaved, save  # noqa: E402
-
-from edgefleet.runtime import load  # noqa: E402
-from edgefleet.testing.models import build_digits_classifier, build_resnet18, digits_data  # noqa: E402
+from _common import describe, interleaved, save
+from edgefleet.runtime import load
+from edgefleet.testing.models import build_digits_classifier, build_resnet18, digits_data
 
 
 def measure(
@@ -70,14 +69,20 @@ def main() -> None:
     # Spinning is off on both sides here: two multi-threaded sessions with spinning pools,
     # interleaved in one process, steal cycles from each other.
     big = measure(
-        build_resnet18(), resnet_x, rounds=3 if args.quick else 10, block=10, threads=0,
+        build_resnet18(),
+        resnet_x,
+        rounds=3 if args.quick else 10,
+        block=10,
+        threads=0,
         spin_wait=False,
     )
     for row, target in ((tiny, 1.0), (tiny_nan, 1.0), (big, 1.01)):
         n, e = row["naive"], row["edgefleet"]
-        assert isinstance(n, dict) and isinstance(e, dict)
+        assert isinstance(n, dict)
+        assert isinstance(e, dict)
         print(
-            f"{row['model']:<28} naive p50 {n['p50_us']:9.1f} us  edgefleet p50 {e['p50_us']:9.1f} us"
+            f"{row['model']:<28} naive p50 {n['p50_us']:9.1f} us"
+            f"  edgefleet p50 {e['p50_us']:9.1f} us"
             f"  median ratio {row['median_ratio']:.3f} (target <= {target})"
             f"  mean ratio {row['mean_ratio']:.3f}"
         )

@@ -1,4 +1,3 @@
 """edgefleet: run ML models on edge devices and manage the fleet around them."""
 
 __version__ = "0.1.0"
-

@@ -51,10 +51,14 @@ class _Bound:
         recorder: InferenceRecorder,
     ) -> None:
         inputs, outputs = specs
-        self.inputs = [np.empty(s, dtype=t.type.numpy) for t, s in zip(inputs, shapes[0], strict=True)]
+        self.inputs = [
+            np.empty(s, dtype=t.type.numpy) for t, s in zip(inputs, shapes[0], strict=True)
+        ]
         shared = [np.empty(s, dtype=t.type.numpy) for t, s in zip(outputs, shapes[1], strict=True)]
         # Flat views of the float input buffers whose finiteness must be checked.
-        self.checks = [(i, b.reshape(-1)) for i, (b, c) in enumerate(zip(self.inputs, check, strict=True)) if c]
+        self.checks = [
+            (i, b.reshape(-1)) for i, (b, c) in enumerate(zip(self.inputs, check, strict=True)) if c
+        ]
         self.ring: RowRing | None = None
         slots: list[list[NDArray[Any]]] = [shared]
         for index, (spec, buf) in enumerate(zip(outputs, shared, strict=True)):
@@ -70,7 +74,9 @@ class _Bound:
             for spec, buf in zip(inputs, self.inputs, strict=True):
                 binding.bind_cpu_input(spec.name, buf)
             for spec, buf in zip(outputs, slot, strict=True):
-                binding.bind_output(spec.name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data)
+                binding.bind_output(
+                    spec.name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data
+                )
             self.bindings.append(binding)
         self.raw = [b._iobinding for b in self.bindings]
 
@@ -165,7 +171,9 @@ class SessionRunner:
             "infinity, which this model refuses (nan_policy='reject')"
         )
 
-    def _prepare(self, key: tuple[int, ShapeKey], shapes: ShapeKey, outs: list[NDArray[Any]]) -> None:
+    def _prepare(
+        self, key: tuple[int, ShapeKey], shapes: ShapeKey, outs: list[NDArray[Any]]
+    ) -> None:
         """Decide, from one plain run, whether these input shapes can use bound buffers."""
         predicted = self._predict_output_shapes(shapes) if self._bindable else None
         session = self.session
@@ -174,7 +182,9 @@ class SessionRunner:
             if len(bindings) >= _MAX_BINDINGS:
                 bindings.clear()
             specs = (self._inputs, self._outputs)
-            bindings[shapes] = _Bound(session, specs, (shapes, predicted), self._check, self._recorder)
+            bindings[shapes] = _Bound(
+                session, specs, (shapes, predicted), self._check, self._recorder
+            )
         else:
             with self._lock:
                 if len(self._plain) >= _MAX_BINDINGS:

@@ -76,7 +76,9 @@ class Model:
         self.name = options.name or path.stem
         self.version = options.version
         self.size_bytes, proto = _read_model(path)
-        self.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        self.opset = max(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0
+        )
         self._session = self._create_session(proto)
         self.providers: list[str] = self._session.get_providers()
         meta = self._session.get_modelmeta()
@@ -124,7 +126,9 @@ class Model:
             return ort.InferenceSession(source, so, providers=providers)
         except Exception as exc:
             if self.options.providers == "auto" and len(providers) > 1:
-                log.warning("%s failed on %s (%s); falling back to CPU", self.path, providers[0], exc)
+                log.warning(
+                    "%s failed on %s (%s); falling back to CPU", self.path, providers[0], exc
+                )
                 try:
                     return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
                 except Exception as cpu_exc:
@@ -134,7 +138,7 @@ class Model:
     def _confidence(self, proto: onnx.ModelProto) -> tuple[ConfidenceExtractor | None, int | None]:
         choice = self.options.confidence
         if choice != "auto":
-            return choice, None  # type: ignore[return-value]
+            return choice, None
         producers = {out: node.op_type for node in proto.graph.node for out in node.output}
         for spec in self.outputs:
             last = spec.shape[-1] if spec.shape else None

@@ -75,7 +75,9 @@ class Stage:
         specs = self.model.outputs if self.model else list(self.glue.outputs)  # type: ignore[union-attr]
         return {self.outputs.get(s.name, s.name): s for s in specs}
 
-    def new_writes(self, produced: Mapping[str, TensorSpec], pipeline: str) -> dict[str, TensorSpec]:
+    def new_writes(
+        self, produced: Mapping[str, TensorSpec], pipeline: str
+    ) -> dict[str, TensorSpec]:
         """:attr:`writes`, refusing a tensor an earlier stage already produced."""
         writes = self.writes
         for tensor in writes:
@@ -136,9 +138,8 @@ class Pipeline:
         wanted = outputs if outputs else list(last.writes)
         missing = [t for t in wanted if t not in produced]
         if missing:
-            raise PipelineError(
-                f"pipeline {name!r} outputs {', '.join(map(repr, missing))}, which no stage produces"
-            )
+            names = ", ".join(map(repr, missing))
+            raise PipelineError(f"pipeline {name!r} outputs {names}, which no stage produces")
         self.inputs = list(inputs.values())
         self.outputs = [produced[t] for t in wanted]
         self._input_names = frozenset(inputs)
@@ -208,7 +209,8 @@ class Pipeline:
         else:
             glue = stage.glue
             recorder = stage.recorder
-            assert glue is not None and recorder is not None
+            assert glue is not None
+            assert recorder is not None
             t0 = _clock()
             try:
                 out = glue.function(**args, **stage.params)
@@ -247,8 +249,12 @@ class Pipeline:
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],
             "stages": [
-                {"name": s.name, "model": s.model.describe() if s.model else None,
-                 "glue": s.glue.name if s.glue else None, "params": s.params}
+                {
+                    "name": s.name,
+                    "model": s.model.describe() if s.model else None,
+                    "glue": s.glue.name if s.glue else None,
+                    "params": s.params,
+                }
                 for s in self.stages
             ],
         }
@@ -312,18 +318,27 @@ def _stage(base: Path, index: int, raw: Any, options: dict[str, Any]) -> Stage:
         if not isinstance(value, dict):
             raise PipelineError(f"{where}: '{key}' must be a mapping")
     name = str(raw.get("name") or f"stage{index}")
-    mappings = {k: {str(a): str(b) for a, b in raw.get(k, {}).items()} for k in ("inputs", "outputs")}
+    mappings = {
+        k: {str(a): str(b) for a, b in raw.get(k, {}).items()} for k in ("inputs", "outputs")
+    }
     if "model" in raw:
         if raw.get("params"):
             raise PipelineError(f"{where}: model stages take no 'params'")
         model_path = base.parent / str(raw["model"])
         model = load(model_path, name=name, **options)
-        stage = Stage(name, model=model, **mappings)
+        stage = Stage(name, model=model, inputs=mappings["inputs"], outputs=mappings["outputs"])
         declared = {s.name for s in model.inputs}
     else:
         glue = get_glue(str(raw["glue"]))
         params = glue.bind(raw.get("params", {}))
-        stage = Stage(name, glue=glue, params=params, recorder=InferenceRecorder(name, "1"), **mappings)
+        stage = Stage(
+            name,
+            glue=glue,
+            params=params,
+            recorder=InferenceRecorder(name, "1"),
+            inputs=mappings["inputs"],
+            outputs=mappings["outputs"],
+        )
         declared = set(glue.inputs)
     bad = sorted(set(mappings["inputs"]) - declared)
     if bad:

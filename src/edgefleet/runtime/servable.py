@@ -30,7 +30,11 @@ class Servable(Protocol):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     platform: str
-    telemetry: TelemetrySource
+
+    @property
+    def telemetry(self) -> TelemetrySource:
+        """Where the servable's telemetry snapshots come from."""
+        ...
 
     def predict(self, feeds: Mapping[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
         """Run inference."""

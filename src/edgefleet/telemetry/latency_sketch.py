@@ -93,6 +93,8 @@ class LatencySketch:
         if self.count == 0:
             return math.nan
         value = self._sketch.get_quantile_value(q)
+        if value is None:
+            return math.nan
         return float(min(max(value, self.min), self.max))
 
     @property

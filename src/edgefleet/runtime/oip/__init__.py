@@ -17,7 +17,5 @@ def make_server(
 ) -> tuple[HTTPServer, InferenceService]:
     """Build (not start) an inference server over ``repository``."""
     service = InferenceService(repository)
-    server = HTTPServer(
-        service, host, port, error_body=error_body, max_body_bytes=max_body_bytes
-    )
+    server = HTTPServer(service, host, port, error_body=error_body, max_body_bytes=max_body_bytes)
     return server, service

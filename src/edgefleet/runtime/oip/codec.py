@@ -47,8 +47,9 @@ class InferRequest:
 
 def decode_request(body: bytes, header_length: int | None) -> InferRequest:
     """Decode an inference request body; raise :class:`ProtocolError` naming the problem."""
+    tail = memoryview(b"")
     if header_length is None:
-        header_bytes, tail = body, b""
+        header_bytes = body
     else:
         if header_length < 0 or header_length > len(body):
             raise ProtocolError(
@@ -76,7 +77,9 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
         size = params.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise ProtocolError(f"input {name!r}: binary_data_size must be a non-negative integer")
+                raise ProtocolError(
+                    f"input {name!r}: binary_data_size must be a non-negative integer"
+                )
             if offset + size > len(tail):
                 raise ProtocolError(
                     f"input {name!r} declares {size} bytes of binary data but only "
@@ -121,7 +124,9 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
     )
 
 
-def _tensor_header(item: Any, where: str) -> tuple[str, ElementType, tuple[int, ...], dict[str, Any]]:
+def _tensor_header(
+    item: Any, where: str
+) -> tuple[str, ElementType, tuple[int, ...], dict[str, Any]]:
     if not isinstance(item, dict):
         raise ProtocolError(f"{where} must be a JSON object")
     name = item.get("name")
@@ -236,7 +241,11 @@ def encode_response(
     items = []
     blobs = []
     for name, element, arr, binary in outputs:
-        entry: dict[str, Any] = {"name": name, "datatype": element.datatype, "shape": list(arr.shape)}
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": element.datatype,
+            "shape": list(arr.shape),
+        }
         if binary:
             blob = _to_binary(element, arr)
             entry["parameters"] = {"binary_data_size": len(blob)}

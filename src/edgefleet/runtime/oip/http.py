@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 __all__ = ["HTTPServer", "Request", "Response"]
 
@@ -25,10 +25,17 @@ log = logging.getLogger(__name__)
 _MAX_LINE = 8192
 _MAX_HEADERS = 100
 _REASONS = {
-    100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found",
-    405: "Method Not Allowed", 411: "Length Required", 413: "Payload Too Large",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    501: "Not Implemented", 503: "Service Unavailable",
+    100: "Continue",
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
 }
 
 
@@ -53,7 +60,7 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-class _BadRequest(Exception):
+class _BadRequestError(Exception):
     def __init__(self, status: int, message: str, *, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
@@ -154,7 +161,7 @@ class HTTPServer:
     # -- one connection -----------------------------------------------------------------------
 
     def _connection(self, conn: socket.socket) -> None:
-        reader = conn.makefile("rb", buffering=65536)
+        reader = cast(BinaryIO, conn.makefile("rb", buffering=65536))
         try:
             keep_alive = True
             while keep_alive and not self._stopping.is_set():
@@ -190,8 +197,10 @@ class HTTPServer:
     def _one_request(self, conn: socket.socket, reader: BinaryIO, line: bytes) -> bool:
         try:
             request, keep_alive = self._parse(conn, reader, line)
-        except _BadRequest as exc:
-            self._send(conn, Response(exc.status, self.error_body(str(exc))), keep_alive=not exc.close)
+        except _BadRequestError as exc:
+            self._send(
+                conn, Response(exc.status, self.error_body(str(exc))), keep_alive=not exc.close
+            )
             return not exc.close
         try:
             response = self.handler(request)
@@ -204,37 +213,41 @@ class HTTPServer:
 
     def _parse(self, conn: socket.socket, reader: BinaryIO, line: bytes) -> tuple[Request, bool]:
         if len(line) > _MAX_LINE:
-            raise _BadRequest(431, "request line too long", close=True)
+            raise _BadRequestError(431, "request line too long", close=True)
         try:
             method, target, version = line.decode("latin-1").rstrip("\r\n").split(" ")
         except ValueError:
-            raise _BadRequest(400, "malformed HTTP request line", close=True) from None
+            raise _BadRequestError(400, "malformed HTTP request line", close=True) from None
         headers: dict[str, str] = {}
         for _ in range(_MAX_HEADERS + 1):
             raw = reader.readline(_MAX_LINE + 1)
             if len(raw) > _MAX_LINE:
-                raise _BadRequest(431, "header line too long", close=True)
+                raise _BadRequestError(431, "header line too long", close=True)
             if raw in (b"\r\n", b"\n", b""):
                 break
             name, sep, value = raw.decode("latin-1").partition(":")
             if not sep:
-                raise _BadRequest(400, f"malformed header line {raw[:40]!r}", close=True)
+                raise _BadRequestError(400, f"malformed header line {raw[:40]!r}", close=True)
             headers[name.strip().lower()] = value.strip()
         else:
-            raise _BadRequest(431, "too many header lines", close=True)
+            raise _BadRequestError(431, "too many header lines", close=True)
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            raise _BadRequest(411, "chunked request bodies are not supported; send Content-Length", close=True)
+            raise _BadRequestError(
+                411, "chunked request bodies are not supported; send Content-Length", close=True
+            )
         length_text = headers.get("content-length", "0")
         try:
             length = int(length_text)
             if length < 0:
                 raise ValueError
         except ValueError:
-            raise _BadRequest(400, f"invalid Content-Length {length_text!r}", close=True) from None
+            raise _BadRequestError(
+                400, f"invalid Content-Length {length_text!r}", close=True
+            ) from None
         if length > self.max_body_bytes:
-            raise _BadRequest(
+            raise _BadRequestError(
                 413,
                 f"request body of {length} bytes is over the limit of {self.max_body_bytes} bytes",
                 close=True,
@@ -243,7 +256,9 @@ class HTTPServer:
             conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = reader.read(length) if length else b""
         if len(body) != length:
-            raise _BadRequest(400, "request body is shorter than its Content-Length", close=True)
+            raise _BadRequestError(
+                400, "request body is shorter than its Content-Length", close=True
+            )
         path, _, query = target.partition("?")
         return Request(method, path, query, headers, body), keep_alive
 

@@ -39,8 +39,9 @@ def render_metrics(
         "# TYPE edgefleet_requests_total counter",
     ]
     for model, version, ok, failed in requests:
-        lines.append(f"edgefleet_requests_total{_labels(model=model, version=version, outcome='success')} {ok}")
-        lines.append(f"edgefleet_requests_total{_labels(model=model, version=version, outcome='failure')} {failed}")
+        for outcome, value in (("success", ok), ("failure", failed)):
+            label = _labels(model=model, version=version, outcome=outcome)
+            lines.append(f"edgefleet_requests_total{label} {value}")
     snaps = list(snapshots)
     lines += [
         "# HELP edgefleet_inference_latency_seconds Model inference latency (mergeable sketch).",
@@ -49,7 +50,9 @@ def render_metrics(
     for s in snaps:
         for q in _QUANTILES:
             label = _labels(model=s.model, version=s.version, quantile=str(q))
-            lines.append(f"edgefleet_inference_latency_seconds{label} {_num(s.latency.quantile(q))}")
+            lines.append(
+                f"edgefleet_inference_latency_seconds{label} {_num(s.latency.quantile(q))}"
+            )
         base = _labels(model=s.model, version=s.version)
         lines.append(f"edgefleet_inference_latency_seconds_sum{base} {_num(s.latency.sum)}")
         lines.append(f"edgefleet_inference_latency_seconds_count{base} {s.latency.count}")
@@ -65,9 +68,8 @@ def render_metrics(
         "# HELP edgefleet_confidence_mean Mean per-sample confidence of the model's outputs.",
         "# TYPE edgefleet_confidence_mean gauge",
     ]
-    lines += [
-        f"edgefleet_confidence_mean{_labels(model=s.model, version=s.version)} {_num(s.confidence.mean)}"
-        for s in snaps
-        if s.confidence.count
-    ]
+    for s in snaps:
+        if s.confidence.count:
+            label = _labels(model=s.model, version=s.version)
+            lines.append(f"edgefleet_confidence_mean{label} {_num(s.confidence.mean)}")
     return "\n".join(lines) + "\n"

@@ -214,7 +214,9 @@ class InferenceService:
             by_name = {s.name: s for s in servable.outputs}
             wanted = decoded.outputs
             if wanted is None:
-                selection = [(s.name, None) for s in servable.outputs]
+                selection: list[tuple[str, bool | None]] = [
+                    (s.name, None) for s in servable.outputs
+                ]
             else:
                 selection = []
                 for out in wanted:
@@ -233,7 +235,9 @@ class InferenceService:
                 )
                 for out_name, binary in selection
             ]
-            body, json_length = encode_response(servable.name, servable.version, decoded.id, outputs)
+            body, json_length = encode_response(
+                servable.name, servable.version, decoded.id, outputs
+            )
         except EdgefleetError as exc:
             with stats.lock:
                 stats.fail.add(time.perf_counter_ns() - start)
@@ -262,5 +266,6 @@ class InferenceService:
         try:
             return int(raw)
         except ValueError:
-            raise ProtocolError(f"Inference-Header-Content-Length {raw!r} is not an integer") from None
-
+            raise ProtocolError(
+                f"Inference-Header-Content-Length {raw!r} is not an integer"
+            ) from None

@@ -40,16 +40,17 @@ def build_detector(
     if window > canvas or stride < 1:
         raise ValueError(f"window {window} and stride {stride} do not fit a canvas of {canvas}")
     params = {"version": _BUILDER_VERSION, "canvas": canvas, "window": window, "stride": stride}
-    return cached_model(
-        "detector", params, lambda: _graph(canvas, window, stride), cache_dir
-    )
+    return cached_model("detector", params, lambda: _graph(canvas, window, stride), cache_dir)
 
 
 def _graph(canvas: int, window: int, stride: int) -> onnx.ModelProto:
     boxes = window_boxes(canvas, window, stride)
     nodes = [
         helper.make_node(
-            "AveragePool", ["image"], ["pooled"], kernel_shape=[window, window],
+            "AveragePool",
+            ["image"],
+            ["pooled"],
+            kernel_shape=[window, window],
             strides=[stride, stride],
         ),
         helper.make_node("Flatten", ["pooled"], ["scores"], axis=1),

@@ -60,9 +60,7 @@ def build_digits_classifier(
     ``probabilities`` of shape ``(batch, 10)`` (a softmax).
     """
     params = {"version": _BUILDER_VERSION, "epochs": epochs, "seed": seed}
-    return cached_model(
-        "digits-cnn", params, lambda: _train_and_convert(epochs, seed), cache_dir
-    )
+    return cached_model("digits-cnn", params, lambda: _train_and_convert(epochs, seed), cache_dir)
 
 
 def _require_torch() -> Any:

@@ -53,7 +53,11 @@ class _Builder:
         pad = k // 2
         self.nodes.append(
             helper.make_node(
-                "Conv", [x, w, b], [out], kernel_shape=[k, k], strides=[stride, stride],
+                "Conv",
+                [x, w, b],
+                [out],
+                kernel_shape=[k, k],
+                strides=[stride, stride],
                 pads=[pad, pad, pad, pad],
             )
         )

@@ -1,0 +1,50 @@
+# `make demo` and `make test` work from a fresh clone with only Python 3.11 installed: they
+# create .venv and install everything first (PyTorch 2.13.0, CPU build, for the demo model).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: help install demo test lint format pytest bench clean
+
+help:
+	@echo "make demo    build models, serve them, send real requests, print latency percentiles"
+	@echo "make test    lint (ruff, mypy, import contracts) and the whole test suite"
+	@echo "make lint    only the static checks"
+	@echo "make bench   run the performance benchmarks in benchmarks/ (prints ratios)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev,train]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/edgefleet demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+pytest: $(STAMP)
+	$(PY) -m pytest
+
+test: lint pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/runtime_overhead.py
+	$(PY) benchmarks/pipeline.py
+	$(PY) benchmarks/serve_vs_mlserver.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/results

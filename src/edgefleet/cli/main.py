@@ -1,0 +1,139 @@
+"""The ``edgefleet`` command line.
+
+Exit codes: 0 success; 1 unexpected error; 2 bad usage, option or configuration;
+3 a model or pipeline could not be loaded; 4 the address could not be bound.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from edgefleet import __version__
+from edgefleet.errors import ConfigurationError, EdgefleetError, ModelLoadError, PipelineError
+
+__all__ = ["app", "main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_MODEL = 3
+EXIT_ADDRESS = 4
+
+app = typer.Typer(
+    name="edgefleet",
+    help="Run ML models on edge devices and manage the fleet around them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Build the demo and test models (nothing is downloaded).")
+app.add_typer(models_app, name="models")
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print the edgefleet version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path, typer.Argument(help="ONNX model (.onnx) or pipeline definition (.yaml/.json).")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Name to serve under [default: file name].")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port; 0 picks a free one [default: 8000].")
+    ] = None,
+    model_version: Annotated[
+        str | None, typer.Option("--model-version", help="Version label [default: 1].")
+    ] = None,
+    nan_policy: Annotated[
+        str | None, typer.Option(help="'reject' (default) or 'allow' NaN/inf inputs.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="ONNX Runtime threads per operator; 0 = one per core.")
+    ] = None,
+    providers: Annotated[
+        str | None, typer.Option(help="Execution providers, comma-separated, or 'auto'.")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="Request body limit; larger gets HTTP 413.")
+    ] = None,
+) -> None:
+    """Serve a model or pipeline over the Open Inference Protocol (KServe V2 REST).
+
+    Works with tritonclient[http], KServe clients and curl; JSON and binary tensors. Settings
+    can also come from EDGEFLEET_* environment variables (EDGEFLEET_PORT, ...).
+    """
+    from edgefleet.runtime.oip.serve import serve as run
+    from edgefleet.runtime.oip.settings import ServeSettings
+
+    given = {
+        "model_path": model,
+        "name": name,
+        "host": host,
+        "port": port,
+        "version": model_version,
+        "nan_policy": nan_policy,
+        "intra_op_threads": threads,
+        "providers": providers,
+        "max_body_bytes": max_body_bytes,
+    }
+    try:
+        settings = ServeSettings.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fail(f"invalid settings: {problems}", EXIT_USAGE)
+    try:
+        run(settings, announce=lambda line: typer.echo(line, err=True))
+    except OSError as exc:
+        fail(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", EXIT_ADDRESS
+        )
+
+
+@models_app.command("build")
+def models_build(
+    out: Annotated[Path, typer.Option(help="Directory to write the models into.")] = Path("models"),
+    resnet: Annotated[
+        bool, typer.Option(help="Also build the ResNet-18-sized model (47 MB).")
+    ] = False,
+) -> None:
+    """Build the digit classifier, the detector and a digit-reader pipeline into OUT."""
+    from edgefleet.testing.demo_assets import write_demo_assets
+
+    for path in write_demo_assets(out, resnet=resnet):
+        typer.echo(path)
+
+
+def main() -> None:
+    """Entry point: run the app and turn edgefleet errors into one line and an exit code."""
+    try:
+        app()
+    except (ConfigurationError, PipelineError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_MODEL)
+    except ModelLoadError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_MODEL)
+    except EdgefleetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        sys.exit(130)
