@@ -40,7 +40,12 @@ def test_pipeline_equals_running_the_stages_by_hand(demo_dir: Path, digits: Digi
     classifier = load(demo_dir / "digits.onnx")
     det = detector.predict({"image": canvas})
     crops = crop_regions(
-        canvas, det["scores"], det["boxes"], size=8, max_regions=4, score_threshold=0.05,
+        canvas,
+        det["scores"],
+        det["boxes"],
+        size=8,
+        max_regions=4,
+        score_threshold=0.05,
         iou_threshold=0.1,
     )
     expected = classifier.predict({"input": crops["crops"]})["probabilities"]

@@ -164,6 +164,10 @@ def _from_json(name: str, element: ElementType, shape: tuple[int, ...], data: An
         try:
             arr = np.asarray(data, dtype=element.numpy if element.datatype != "BOOL" else None)
         except (ValueError, TypeError, OverflowError) as exc:
+            if "inhomogeneous" in str(exc):
+                raise ProtocolError(
+                    f"input {name!r}: data is ragged (nested lists of different lengths)"
+                ) from None
             raise ProtocolError(f"input {name!r}: data is not {element.datatype}: {exc}") from None
         if element.datatype == "BOOL":
             if arr.size and arr.dtype != np.bool_:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _MAX_LINE = 8192
 _MAX_HEADERS = 100
+_MAX_DISCARD = 16 * 1024 * 1024
 _REASONS = {
     100: "Continue",
     200: "OK",
@@ -61,10 +62,11 @@ class Response:
 
 
 class _BadRequestError(Exception):
-    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
+    def __init__(self, status: int, message: str, *, close: bool = False, drain: int = 0) -> None:
         super().__init__(message)
         self.status = status
         self.close = close
+        self.drain = drain
 
 
 Handler = Callable[[Request], Response]
@@ -251,6 +253,7 @@ class HTTPServer:
                 413,
                 f"request body of {length} bytes is over the limit of {self.max_body_bytes} bytes",
                 close=True,
+                drain=0 if headers.get("expect", "").lower() == "100-continue" else length,
             )
         if length and headers.get("expect", "").lower() == "100-continue":
             conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -261,6 +264,19 @@ class HTTPServer:
             )
         path, _, query = target.partition("?")
         return Request(method, path, query, headers, body), keep_alive
+
+    @staticmethod
+    def _discard(conn: socket.socket, reader: BinaryIO, limit: int) -> None:
+        """Read and drop part of a refused body, so a client still sending it sees our answer
+        instead of a connection reset (bounded in bytes and time)."""
+        conn.settimeout(1.0)
+        with contextlib.suppress(OSError, TimeoutError):
+            remaining = min(limit, _MAX_DISCARD)
+            while remaining > 0:
+                chunk = reader.read(min(remaining, 65536))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
 
     @staticmethod
     def _send(conn: socket.socket, response: Response, *, keep_alive: bool) -> None:
