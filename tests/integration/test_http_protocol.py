@@ -18,7 +18,6 @@ from edgefleet.runtime.oip import HTTPServer, InferenceService
 from edgefleet.runtime.oip.http import Request, Response
 from edgefleet.runtime.oip.status import error_body
 
-
 _OPEN: list[http.client.HTTPConnection] = []
 
 
@@ -256,5 +255,5 @@ def test_graceful_shutdown_finishes_in_flight_requests() -> None:
     busy.join(5)
     assert result == [200]
     assert time.monotonic() - t0 < 4
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1)

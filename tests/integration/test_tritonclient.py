@@ -82,9 +82,10 @@ def echo_value(datatype: str, n: int) -> NDArray[Any]:
     if datatype == "BYTES":
         return np.array([f"v{i}-ü".encode() for i in range(n)], dtype=np.object_)
     if datatype == "BOOL":
-        return np.arange(n) % 2 == 0
+        return np.asarray(np.arange(n) % 2 == 0)
     floats = {"FP16": "float16", "FP32": "float32", "FP64": "float64"}
-    return (np.arange(n) * 3 + 1).astype(floats.get(datatype, datatype.lower()))
+    values: NDArray[Any] = (np.arange(n) * 3 + 1).astype(floats.get(datatype, datatype.lower()))
+    return values
 
 
 @pytest.mark.parametrize("binary", [True, False])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def test_hundred_swaps_under_load_fail_no_request(
     replacements = [
         load(digits_path, name="digits", version=str(v), intra_op_threads=1) for v in range(1, 101)
     ]
-    old_models = []
+    old_models: list[Any] = []
     for new in replacements:
         old = repo.swap(new)
         assert old is not None

@@ -40,7 +40,7 @@ def test_explicit_provider_list(digits_path: Path) -> None:
 
 
 def test_unavailable_provider_is_named(digits_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="NoSuchExecutionProvider.*available"):
+    with pytest.raises(ConfigurationError, match=r"NoSuchExecutionProvider.*available"):
         load(digits_path, providers=["NoSuchExecutionProvider"])
 
 
@@ -99,7 +99,7 @@ def test_empty_file(tmp_path: Path) -> None:
 def test_not_onnx(tmp_path: Path) -> None:
     path = tmp_path / "text.onnx"
     path.write_text("this is not a model\n" * 10)
-    with pytest.raises(ModelLoadError, match="not a valid ONNX model|cannot load"):
+    with pytest.raises(ModelLoadError, match=r"not a valid ONNX model|cannot load"):
         load(path)
 
 

@@ -88,7 +88,7 @@ def test_unexpected_input_is_named(model: Model, one_digit: NDArray[np.float32])
 
 
 def test_wrong_dtype_names_expected_type(model: Model, one_digit: NDArray[np.float32]) -> None:
-    with pytest.raises(InputDTypeError, match="'input'.*FP32.*float64"):
+    with pytest.raises(InputDTypeError, match=r"'input'.*FP32.*float64"):
         model.predict({"input": one_digit.astype(np.float64)})
 
 

@@ -267,8 +267,10 @@ class HTTPServer:
 
     @staticmethod
     def _discard(conn: socket.socket, reader: BinaryIO, limit: int) -> None:
-        """Read and drop part of a refused body, so a client still sending it sees our answer
-        instead of a connection reset (bounded in bytes and time)."""
+        """Read and drop part of a refused body (bounded in bytes and time).
+
+        A client still sending the body then sees our answer instead of a connection reset.
+        """
         conn.settimeout(1.0)
         with contextlib.suppress(OSError, TimeoutError):
             remaining = min(limit, _MAX_DISCARD)
