@@ -108,6 +108,19 @@ def serve(
         )
 
 
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where models and logs go.")] = Path(
+        ".edgefleet-demo"
+    ),
+    seconds: Annotated[float, typer.Option(help="Seconds of load per measurement.")] = 3.0,
+) -> None:
+    """Build models, serve them, send real requests, print latency percentiles and throughput."""
+    from edgefleet.cli.demo import run_demo
+
+    run_demo(workdir, seconds=seconds)
+
+
 @models_app.command("build")
 def models_build(
     out: Annotated[Path, typer.Option(help="Directory to write the models into.")] = Path("models"),

@@ -20,7 +20,14 @@ from numpy.typing import NDArray
 from edgefleet.errors import EdgefleetError, ProtocolError
 from edgefleet.runtime.dtypes import ElementType, from_datatype
 
-__all__ = ["InferRequest", "RequestedOutput", "decode_request", "encode_response"]
+__all__ = [
+    "InferRequest",
+    "RequestedOutput",
+    "decode_request",
+    "decode_response_outputs",
+    "encode_response",
+    "to_binary",
+]
 
 _LENGTH = struct.Struct("<I")
 
@@ -251,7 +258,7 @@ def encode_response(
             "shape": list(arr.shape),
         }
         if binary:
-            blob = _to_binary(element, arr)
+            blob = to_binary(element, arr)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         elif element.is_string:
@@ -272,7 +279,8 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _to_binary(element: ElementType, arr: NDArray[Any]) -> bytes:
+def to_binary(element: ElementType, arr: NDArray[Any]) -> bytes:
+    """Raw little-endian bytes of a tensor (BYTES: 4-byte length prefixes)."""
     if element.is_string:
         parts = []
         for v in arr.ravel().tolist():
@@ -281,3 +289,25 @@ def _to_binary(element: ElementType, arr: NDArray[Any]) -> bytes:
             parts.append(raw)
         return b"".join(parts)
     return np.ascontiguousarray(arr, dtype=element.numpy.newbyteorder("<")).tobytes()
+
+
+def decode_response_outputs(body: bytes, header_length: int | None) -> dict[str, NDArray[Any]]:
+    """Decode the outputs of an inference response (JSON or binary) into arrays."""
+    header_bytes = body if header_length is None else body[:header_length]
+    tail = memoryview(body)[len(header_bytes) :]
+    try:
+        header = json.loads(header_bytes)
+        outputs = header["outputs"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"response is not an inference response: {exc}") from None
+    result: dict[str, NDArray[Any]] = {}
+    offset = 0
+    for position, item in enumerate(outputs):
+        name, element, shape, params = _tensor_header(item, f"outputs[{position}]")
+        size = params.get("binary_data_size")
+        if size is None:
+            result[name] = _from_json(name, element, shape, item.get("data", []))
+        else:
+            result[name] = _from_binary(name, element, shape, tail[offset : offset + int(size)])
+            offset += int(size)
+    return result
