@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -56,9 +56,7 @@ from mlserver.types import InferenceRequest, InferenceResponse
 
 class OnnxModel(MLModel):
     async def load(self) -> bool:
-        self._session = ort.InferenceSession(
-            self.settings.parameters.uri, providers=["CPUExecutionProvider"]
-        )
+        self._session = ort.InferenceSession(self.settings.parameters.uri)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         return True
@@ -66,11 +64,8 @@ class OnnxModel(MLModel):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         x = NumpyCodec.decode_input(payload.inputs[0]).astype(np.float32, copy=False)
         (y,) = self._session.run([self._output], {self._input: x})
-        return InferenceResponse(
-            model_name=self.name,
-            model_version=self.version,
-            outputs=[NumpyCodec.encode_output(self._output, y)],
-        )
+        outputs = [NumpyCodec.encode_output(self._output, y)]
+        return InferenceResponse(model_name=self.name, model_version=self.version, outputs=outputs)
 """
 
 
@@ -132,20 +127,18 @@ def _connection(load: Load, start: int, out: list[int], errors: list[int]) -> No
 def _worker(
     load: Load, threads: int, ready: Queue[int], go: Event, results: Queue[tuple[list[int], int]]
 ) -> None:
-    latencies: list[list[int]] = [[] for _ in range(threads)]
-    errors: list[list[int]] = [[] for _ in range(threads)]
+    latencies: list[int] = []  # list.append is atomic: the threads share both lists
+    errors: list[int] = []
     ready.put(os.getpid())
     go.wait()
     start = time.perf_counter_ns()
-    pool = [
-        threading.Thread(target=_connection, args=(load, start, latencies[i], errors[i]))
-        for i in range(threads)
-    ]
+    args = (load, start, latencies, errors)
+    pool = [threading.Thread(target=_connection, args=args) for _ in range(threads)]
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join()
-    results.put(([ns for lat in latencies for ns in lat], sum(len(e) for e in errors)))
+    results.put((latencies, len(errors)))
 
 
 def drive(load: Load, concurrency: int) -> Stats:
@@ -199,17 +192,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{port}/v2/health/ready"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
+            problem = f"it exited with status {process.returncode}"
+            break
         with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
             if response.status == 200:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"the server was not ready after {timeout:.0f} s")
+    else:
+        problem = f"it was not ready after {timeout:.0f} s"
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(f"{problem}; the end of its log:\n{tail}")
+
+
+def launch(command: list[str], log: Path, **options: Any) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **options
+        )
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -230,7 +234,9 @@ def install_mlserver() -> str:
         print(f"installing MLServer into {VENV} (first run only, takes a few minutes)")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, *REQUIREMENTS], check=True, timeout=1800)
+        done = subprocess.run([*pip, *REQUIREMENTS], capture_output=True, text=True, timeout=1800)
+        if done.returncode:
+            raise RuntimeError(f"pip install failed:\n{done.stderr[-2000:]}")
         stamp.write_text(" ".join(REQUIREMENTS))
     query = "import importlib.metadata as m; print(m.version('mlserver'))"
     found = subprocess.run([str(python), "-c", query], check=True, capture_output=True, text=True)
@@ -238,13 +244,14 @@ def install_mlserver() -> str:
 
 
 def start_mlserver(model: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Write the settings and the MLModel into ``workdir`` and start ``mlserver start``."""
     http_port = free_port()
     settings = {
         "host": "127.0.0.1",
         "http_port": http_port,
         "grpc_port": free_port(),
         "metrics_port": free_port(),
-        "metrics_endpoint": None,  # no metrics server, no third port to collide on
+        "metrics_endpoint": None,  # no metrics server
         "kafka_enabled": False,
         "tracing_server": None,
     }
@@ -253,27 +260,19 @@ def start_mlserver(model: Path, workdir: Path) -> tuple[subprocess.Popen[bytes],
         "implementation": "onnx_model.OnnxModel",
         "parameters": {"uri": str(model)},
     }
+    (workdir / "digits").mkdir()
     (workdir / "settings.json").write_text(json.dumps(settings))
-    (workdir / "model-settings.json").write_text(json.dumps(model_settings))
-    (workdir / "onnx_model.py").write_text(MODEL_CODE)
+    (workdir / "digits" / "model-settings.json").write_text(json.dumps(model_settings))
+    (workdir / "digits" / "onnx_model.py").write_text(MODEL_CODE)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
-    process = subprocess.Popen(
-        [str(VENV / "bin" / "mlserver"), "start", str(workdir)],
-        cwd=workdir,
-        env=env,
-        stdout=(workdir / "mlserver.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    return process, http_port
+    command = [str(VENV / "bin" / "mlserver"), "start", str(workdir)]
+    return launch(command, workdir / "mlserver.log", cwd=workdir, env=env), http_port
 
 
 def start_edgefleet(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     command = [sys.executable, "-m", "edgefleet", "serve", str(model), "--name", "digits"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log.open("wb")
-    )
-    return process, port
+    return launch([*command, "--port", str(port)], log), port
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -286,6 +285,35 @@ def cell(stats: Stats | None) -> str:
     return f"{stats.throughput_rps:8.0f} {stats.p50_ms:7.2f} {stats.p99_ms:7.2f}{errors}"
 
 
+Row = tuple[int, Stats | None, Stats, Stats]
+
+
+def report(rows: list[Row], version: str | None, warmup: float, duration: float) -> bool | None:
+    """Print the table; return whether the targets were met (None without MLServer)."""
+    print(f"MLServer {version or '(not available)'} (default settings) versus edgefleet serve,")
+    print(f"digits model, {warmup:g} s warm-up + {duration:g} s measured per run and client")
+    print(TARGET)
+    print(
+        f"{'conc':>4} | {'MLServer':>8} {'p50 ms':>7} {'p99 ms':>7} | {'edge JSON':>8} "
+        f"{'p50 ms':>7} {'p99 ms':>7} | {'ratio':>6} {'p99 lower':>9} | "
+        f"{'edge bin':>8} {'p50 ms':>7} {'p99 ms':>7}"
+    )
+    met = True
+    for level, ml, ours, binary in rows:
+        ratio, lower = f"{'-':>6}", "-"
+        if ml is not None:
+            ratio = f"{ours.throughput_rps / ml.throughput_rps:5.2f}x"
+            lower = "yes" if ours.p99_ms < ml.p99_ms else "NO"
+            met = met and ours.throughput_rps >= 4 * ml.throughput_rps and lower == "yes"
+            met = met and not (ml.errors or ours.errors)
+        print(f"{level:>4} | {cell(ml)} | {cell(ours)} | {ratio} {lower:>9} | {cell(binary)}")
+    print("req/s and latency per client; ratio = edgefleet JSON / MLServer throughput")
+    if version is None:
+        return None
+    print(f"targets met: {'yes' if met else 'NO'}")
+    return met
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke run)")
@@ -295,93 +323,63 @@ def main() -> int:
     duration = args.duration or (2.0 if args.quick else 8.0)
     model = build_digits_classifier()
     json_body, binary_body, header_length = payloads(digits_data().x_holdout[:1].copy())
-    json_headers = {"Content-Type": "application/json"}
+    json_load = Load(0, json_body, {"Content-Type": "application/json"}, False, warmup, duration)
     binary_headers = {
         "Content-Type": "application/octet-stream",
         "Inference-Header-Content-Length": str(header_length),
     }
+    binary_load = Load(0, binary_body, binary_headers, True, warmup, duration)
 
+    rows: list[Row] = []
+    version: str | None = None
     with tempfile.TemporaryDirectory(prefix="serve-vs-mlserver-") as tmp:
         workdir = Path(tmp)
         servers: list[subprocess.Popen[bytes]] = []
-        mlserver_port: int | None = None
-        mlserver_version: str | None = None
         try:
+            mlserver_port = None
             try:
-                mlserver_version = install_mlserver()
+                installed = install_mlserver()
                 process, port = start_mlserver(model, workdir)
                 servers.append(process)
-                wait_ready(port, process, timeout=120)
-                mlserver_port = port
+                wait_ready(port, process, workdir / "mlserver.log", timeout=120)
+                mlserver_port, version = port, installed
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                log = workdir / "mlserver.log"
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                print(f"MLSERVER UNAVAILABLE: {exc}\n{tail}\nreporting edgefleet figures only")
-            process, edgefleet_port = start_edgefleet(model, workdir / "edgefleet.log")
+                print(f"MLSERVER UNAVAILABLE, reporting edgefleet figures only: {exc}")
+            process, port = start_edgefleet(model, workdir / "edgefleet.log")
             servers.append(process)
-            wait_ready(edgefleet_port, process, timeout=60)
-
-            def run(port: int, level: int, binary: bool = False) -> Stats:
-                body, headers = (
-                    (binary_body, binary_headers) if binary else (json_body, json_headers)
-                )
-                return drive(Load(port, body, headers, binary, warmup, duration), level)
-
-            levels: list[dict[str, Any]] = []
+            wait_ready(port, process, workdir / "edgefleet.log", timeout=60)
             for level in LEVELS:
                 ml = None
                 if mlserver_port is not None:
-                    ml = run(mlserver_port, level)
-                ours = run(edgefleet_port, level)
-                binary = run(edgefleet_port, level, binary=True)
-                ratio = ours.throughput_rps / ml.throughput_rps if ml else None
-                p99_lower = ours.p99_ms < ml.p99_ms if ml else None
-                levels.append(
-                    {
-                        "concurrency": level,
-                        "mlserver": asdict(ml) if ml else None,
-                        "edgefleet_json": asdict(ours),
-                        "edgefleet_binary": asdict(binary),
-                        "throughput_ratio": ratio,
-                        "edgefleet_p99_lower": p99_lower,
-                    }
-                )
+                    ml = drive(replace(json_load, port=mlserver_port), level)
+                ours = drive(replace(json_load, port=port), level)
+                rows.append((level, ml, ours, drive(replace(binary_load, port=port), level)))
         finally:
             for server in servers:
                 stop(server)
 
-    print(f"MLServer {mlserver_version or '(not available)'} (default settings) versus")
-    print(f"edgefleet serve, digits model, {warmup:g} s warm-up + {duration:g} s measured per run")
-    print(TARGET)
-    print(
-        f"{'conc':>4} | {'MLServer':>8} {'p50 ms':>7} {'p99 ms':>7} | {'edge JSON':>8} "
-        f"{'p50 ms':>7} {'p99 ms':>7} | {'ratio':>6} {'p99 lower':>9} | "
-        f"{'edge bin':>8} {'p50 ms':>7} {'p99 ms':>7}"
-    )
-    for row in levels:
-        ml_stats = Stats(**row["mlserver"]) if row["mlserver"] else None
-        ratio_text = f"{row['throughput_ratio']:5.2f}x" if ml_stats else f"{'-':>6}"
-        lower = {True: "yes", False: "NO", None: "-"}[row["edgefleet_p99_lower"]]
-        print(
-            f"{row['concurrency']:>4} | {cell(ml_stats)} | {cell(Stats(**row['edgefleet_json']))}"
-            f" | {ratio_text} {lower:>9} | {cell(Stats(**row['edgefleet_binary']))}"
-        )
-    print("(throughput in req/s; 'ratio' is edgefleet JSON / MLServer throughput)")
-    met = mlserver_port is not None and all(
-        row["throughput_ratio"] >= 4 and row["edgefleet_p99_lower"] for row in levels
-    )
-    if mlserver_port is not None:
-        print(f"targets met: {'yes' if met else 'NO'}")
+    met = report(rows, version, warmup, duration)
+    levels = [
+        {
+            "concurrency": level,
+            "mlserver": asdict(ml) if ml else None,
+            "edgefleet_json": asdict(ours),
+            "edgefleet_binary": asdict(binary),
+            "throughput_ratio": ours.throughput_rps / ml.throughput_rps if ml else None,
+            "edgefleet_p99_lower": ours.p99_ms < ml.p99_ms if ml else None,
+        }
+        for level, ml, ours, binary in rows
+    ]
     result = {
-        "mlserver_version": mlserver_version if mlserver_port is not None else None,
+        "mlserver_version": version,
         "warmup_s": warmup,
         "duration_s": duration,
         "target": TARGET,
-        "target_met": met if mlserver_port is not None else None,
+        "target_met": met,
         "levels": levels,
     }
     print(f"saved {save('serve_vs_mlserver', result)}")
-    return 0 if mlserver_port is not None else 1
+    return 1 if version is None else 0
 
 
 if __name__ == "__main__":

@@ -203,6 +203,8 @@ class HTTPServer:
             self._send(
                 conn, Response(exc.status, self.error_body(str(exc))), keep_alive=not exc.close
             )
+            if exc.drain:
+                self._discard(conn, reader, exc.drain)
             return not exc.close
         try:
             response = self.handler(request)

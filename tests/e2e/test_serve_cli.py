@@ -1,0 +1,172 @@
+"""`edgefleet serve` and friends as real subprocesses: what a user runs."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from edgefleet.testing.models import DigitsData, build_resnet18
+
+CLI = [sys.executable, "-m", "edgefleet"]
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+
+def start(*args: str) -> Served:
+    proc = subprocess.Popen(
+        [*CLI, "serve", *args, "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    assert match, f"unexpected announcement: {line!r}"
+    return Served(proc, int(match.group(1)))
+
+
+def stop(served: Served) -> tuple[int, str]:
+    served.proc.send_signal(signal.SIGTERM)
+    _, err = served.proc.communicate(timeout=30)
+    return served.proc.returncode, err
+
+
+@pytest.fixture
+def digits_server(digits_path: Path) -> Iterator[Served]:
+    served = start(str(digits_path), "--name", "digits")
+    yield served
+    if served.proc.poll() is None:
+        stop(served)
+
+
+def test_serve_answers_tritonclient_and_stops_on_sigterm(
+    digits_server: Served, digits: DigitsData
+) -> None:
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{digits_server.port}")
+    assert client.is_server_ready()
+    inp = httpclient.InferInput("input", [4, 1, 8, 8], "FP32")
+    inp.set_data_from_numpy(digits.x_holdout[:4])
+    probs = client.infer("digits", [inp]).as_numpy("probabilities")
+    assert (probs.argmax(1) == digits.y_holdout[:4]).all()
+    client.close()
+    code, err = stop(digits_server)
+    assert code == 0
+    assert "stopped" in err
+    assert "Traceback" not in err
+
+
+def test_sigterm_lets_the_running_request_finish(model_cache: Path) -> None:
+    served = start(str(build_resnet18(model_cache)), "--name", "resnet")
+    x = np.random.default_rng(0).random((16, 3, 224, 224), dtype=np.float32)
+    result: list[object] = []
+
+    def slow_request() -> None:
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{served.port}", network_timeout=120)
+        inp = httpclient.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        try:
+            result.append(client.infer("resnet", [inp]).as_numpy("probabilities").shape)
+        except Exception as exc:
+            result.append(exc)
+        client.close()
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.3)  # the request is being computed now (it takes well over a second)
+    t0 = time.monotonic()
+    code, _ = stop(served)
+    thread.join(60)
+    assert result == [(16, 1000)]
+    assert code == 0
+    assert time.monotonic() - t0 < 30
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_missing_model_is_one_clear_line(tmp_path: Path) -> None:
+    result = run_cli("serve", str(tmp_path / "nope.onnx"))
+    assert result.returncode == 3
+    assert result.stderr.strip() == f"error: model file not found: {tmp_path / 'nope.onnx'}"
+
+
+def test_corrupt_model_exits_3(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x01garbage" * 50)
+    result = run_cli("serve", str(bad))
+    assert result.returncode == 3
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_pipeline_exits_3(tmp_path: Path) -> None:
+    spec = tmp_path / "p.yaml"
+    spec.write_text("stages:\n  - glue: nothing\n")
+    result = run_cli("serve", str(spec))
+    assert result.returncode == 3
+    assert "unknown glue step 'nothing'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "70000"], "port"),
+        (["--nan-policy", "sometimes"], "nan_policy"),
+        (["--providers", "MagicExecutionProvider"], "MagicExecutionProvider"),
+    ],
+)
+def test_bad_options_exit_2(digits_path: Path, args: list[str], message: str) -> None:
+    result = run_cli("serve", str(digits_path), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_exits_4(digits_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli("serve", str(digits_path), "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 4
+    assert "cannot listen" in result.stderr
+
+
+def test_help_explains_serve() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    assert "Open Inference Protocol" in result.stdout
+
+
+def test_models_build_writes_the_demo_assets(tmp_path: Path) -> None:
+    result = run_cli("models", "build", "--out", str(tmp_path))
+    assert result.returncode == 0
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "digits.onnx",
+        "detector.onnx",
+        "digit-reader.yaml",
+    }
+
+
+def test_demo_runs_to_the_end(tmp_path: Path) -> None:
+    result = run_cli("demo", "--workdir", str(tmp_path), "--seconds", "0.3")
+    assert result.returncode == 0, result.stderr
+    assert "p99" in result.stdout
+    assert re.search(r"accuracy on \d+ held-out digits .*: 9\d\.\d%", result.stdout)
+    assert "Done." in result.stdout
