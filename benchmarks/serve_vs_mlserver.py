@@ -53,7 +53,6 @@ from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
 
-
 class OnnxModel(MLModel):
     async def load(self) -> bool:
         self._session = ort.InferenceSession(self.settings.parameters.uri)
@@ -159,14 +158,9 @@ def drive(load: Load, concurrency: int) -> Stats:
         worker.join()
     ns = np.asarray([v for lat, _ in gathered for v in lat], dtype=np.float64)
     ms = ns / 1e6 if ns.size else np.asarray([np.nan])
-    return Stats(
-        requests=int(ns.size),
-        errors=sum(e for _, e in gathered),
-        throughput_rps=ns.size / load.duration,
-        p50_ms=float(np.percentile(ms, 50)),
-        p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)),
-    )
+    p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
+    errors = sum(e for _, e in gathered)
+    return Stats(int(ns.size), errors, ns.size / load.duration, p50, p90, p99)
 
 
 def payloads(x: np.ndarray) -> tuple[bytes, bytes, int]:
@@ -210,20 +204,21 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, timeout: 
 
 
 def launch(command: list[str], log: Path, **options: Any) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group (MLServer has worker processes)."""
     with log.open("wb") as out:
         return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **options
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **options
         )
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """SIGTERM, then SIGKILL to the whole process group after ``timeout`` seconds."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def install_mlserver() -> str:
@@ -290,8 +285,9 @@ Row = tuple[int, Stats | None, Stats, Stats]
 
 def report(rows: list[Row], version: str | None, warmup: float, duration: float) -> bool | None:
     """Print the table; return whether the targets were met (None without MLServer)."""
-    print(f"MLServer {version or '(not available)'} (default settings) versus edgefleet serve,")
-    print(f"digits model, {warmup:g} s warm-up + {duration:g} s measured per run and client")
+    who = f"MLServer {version} (default settings)" if version else "MLServer (not available)"
+    print(f"{who} versus edgefleet serve, digits model, JSON client;")
+    print(f"{warmup:g} s warm-up + {duration:g} s measured per run; edge bin = binary extension")
     print(TARGET)
     print(
         f"{'conc':>4} | {'MLServer':>8} {'p50 ms':>7} {'p99 ms':>7} | {'edge JSON':>8} "
@@ -307,7 +303,7 @@ def report(rows: list[Row], version: str | None, warmup: float, duration: float)
             met = met and ours.throughput_rps >= 4 * ml.throughput_rps and lower == "yes"
             met = met and not (ml.errors or ours.errors)
         print(f"{level:>4} | {cell(ml)} | {cell(ours)} | {ratio} {lower:>9} | {cell(binary)}")
-    print("req/s and latency per client; ratio = edgefleet JSON / MLServer throughput")
+    print("req/s over all connections; ratio = edgefleet JSON / MLServer req/s")
     if version is None:
         return None
     print(f"targets met: {'yes' if met else 'NO'}")
