@@ -75,7 +75,10 @@ class _Bound:
                     spec.name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data
                 )
             self.bindings.append(binding)
-        self.raw = [b._iobinding for b in self.bindings]
+        # ONNX Runtime's Python wrapper of run_with_iobinding adds per-call bookkeeping for
+        # WebGPU graph capture; when its internal objects are there, call the C++ binding
+        # directly (see docs/design/2026-11-24-runtime-fast-path.md).
+        self.raw = [getattr(b, "_iobinding", b) for b in self.bindings]
 
 
 class SessionRunner:
@@ -92,7 +95,11 @@ class SessionRunner:
         reject_non_finite: bool,
     ) -> None:
         self.session: ort.InferenceSession | None = session
-        self._raw_run = session._sess.run_with_iobinding
+        inner = getattr(session, "_sess", None)
+        if inner is not None and hasattr(ort.IOBinding(session), "_iobinding"):
+            self._raw_run = inner.run_with_iobinding
+        else:  # pragma: no cover - other ONNX Runtime releases
+            self._raw_run = session.run_with_iobinding
         self._recorder = recorder
         self.model = model
         self._inputs, self._outputs = list(specs[0]), list(specs[1])
