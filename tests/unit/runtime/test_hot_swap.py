@@ -88,3 +88,16 @@ def test_drain_waits_for_running_calls(digits_path: Path, one_digit: NDArray[np.
     model._inflight.pop()
     closer.join(timeout=5)
     assert not closer.is_alive()
+
+
+def test_load_replaces_and_remove_drains(digits_path: Path, one_digit: NDArray[np.float32]) -> None:
+    repo = ModelRepository()
+    first = repo.load(digits_path, name="digits", version="1")
+    second = repo.load(digits_path, name="digits", version="2")
+    assert first.closed
+    assert repo.get("digits") is second
+    repo.remove("digits")
+    assert second.closed
+    assert repo.names() == []
+    with pytest.raises(ModelNotFoundError):
+        repo.remove("digits")
