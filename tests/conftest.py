@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,13 @@ from edgefleet.testing.models import (
 )
 
 MODEL_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "models"
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect garbage at teardown so a leaked socket or file fails the test that leaked it."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

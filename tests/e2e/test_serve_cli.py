@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 import signal
 import socket
@@ -59,16 +61,32 @@ def test_serve_answers_tritonclient_and_stops_on_sigterm(
     digits_server: Served, digits: DigitsData
 ) -> None:
     client = httpclient.InferenceServerClient(f"127.0.0.1:{digits_server.port}")
-    assert client.is_server_ready()
-    inp = httpclient.InferInput("input", [4, 1, 8, 8], "FP32")
-    inp.set_data_from_numpy(digits.x_holdout[:4])
-    probs = client.infer("digits", [inp]).as_numpy("probabilities")
-    assert (probs.argmax(1) == digits.y_holdout[:4]).all()
-    client.close()
+    try:
+        assert client.is_server_ready()
+        inp = httpclient.InferInput("input", [4, 1, 8, 8], "FP32")
+        inp.set_data_from_numpy(digits.x_holdout[:4])
+        probs = client.infer("digits", [inp]).as_numpy("probabilities")
+        assert (probs.argmax(1) == digits.y_holdout[:4]).all()
+    finally:
+        client.close()
     code, err = stop(digits_server)
     assert code == 0
     assert "stopped" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc and tgkill")
+def test_sigterm_delivered_to_a_worker_thread_still_stops_the_server(digits_server: Served) -> None:
+    # The kernel may hand a process-directed SIGTERM to any thread; target one that is not the
+    # main thread on purpose, as the kernel may do by chance.
+    pid = digits_server.proc.pid
+    workers = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir() if int(t.name) != pid]
+    assert workers, "serve should run worker threads (accept loop, ONNX Runtime pool)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.tgkill(pid, workers[0], signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+    _, err = digits_server.proc.communicate(timeout=30)
+    assert digits_server.proc.returncode == 0
+    assert "stopped" in err
 
 
 def test_sigterm_lets_the_running_request_finish(model_cache: Path) -> None:

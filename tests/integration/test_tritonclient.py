@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,10 @@ from edgefleet.testing.models import ECHO_TYPES, DigitsData
 
 
 @pytest.fixture
-def client(base: str) -> httpclient.InferenceServerClient:
-    return httpclient.InferenceServerClient(base)
+def client(base: str) -> Iterator[httpclient.InferenceServerClient]:
+    triton = httpclient.InferenceServerClient(base)
+    yield triton
+    triton.close()  # an unclosed client leaves its socket to the garbage collector
 
 
 def digit_input(x: NDArray[np.float32], binary: bool = True) -> httpclient.InferInput:

@@ -130,7 +130,11 @@ class HTTPServer:
                     conn, _ = self._listener.accept()
                 except OSError:
                     break  # the listener was closed by shutdown()
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:  # the client reset the connection before we saw it
+                    conn.close()
+                    continue
                 thread = threading.Thread(target=self._connection, args=(conn,), daemon=True)
                 with self._lock:
                     self._threads.add(thread)
@@ -166,21 +170,26 @@ class HTTPServer:
         reader = cast(BinaryIO, conn.makefile("rb", buffering=65536))
         try:
             keep_alive = True
-            while keep_alive and not self._stopping.is_set():
+            while keep_alive:
                 with self._lock:
+                    # checked under the lock: shutdown() sets the flag and then wakes every
+                    # idle connection, so a connection is either woken or never waits
+                    if self._stopping.is_set():
+                        break
                     self._idle.add(conn)
                 conn.settimeout(self.idle_timeout)
+                line = b""
                 try:
                     line = reader.readline(_MAX_LINE + 1)
                 except (OSError, TimeoutError):
                     break
                 finally:
-                    with self._lock:
+                    with self._lock:  # idle to busy in one step, so shutdown never sees neither
                         self._idle.discard(conn)
+                        if line:
+                            self._busy += 1
                 if not line:
                     break
-                with self._lock:
-                    self._busy += 1
                 try:
                     conn.settimeout(30.0)
                     keep_alive = self._one_request(conn, reader, line)
@@ -192,6 +201,7 @@ class HTTPServer:
         finally:
             with contextlib.suppress(OSError):
                 reader.close()
+            with contextlib.suppress(OSError):
                 conn.close()
             with self._lock:
                 self._threads.discard(threading.current_thread())
