@@ -170,6 +170,9 @@ def test_help_explains_serve() -> None:
     result = run_cli("serve", "--help")
     assert result.returncode == 0
     assert "Open Inference Protocol" in result.stdout
+    assert "[default: 127.0.0.1]" in result.stdout  # defaults shown, not eaten as markup
+    assert "tritonclient[http]" in result.stdout
+    assert "--no-spin-wait" in result.stdout
 
 
 def test_models_build_writes_the_demo_assets(tmp_path: Path) -> None:

@@ -29,8 +29,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: Rich markup would eat "[default: ...]" and "pkg[extra]"
 )
-models_app = typer.Typer(help="Build the demo and test models (nothing is downloaded).")
+models_app = typer.Typer(
+    help="Build the demo and test models (nothing is downloaded).", rich_markup_mode=None
+)
 app.add_typer(models_app, name="models")
 
 
@@ -69,6 +72,14 @@ def serve(
     threads: Annotated[
         int | None, typer.Option(help="ONNX Runtime threads per operator; 0 = one per core.")
     ] = None,
+    spin_wait: Annotated[
+        bool | None,
+        typer.Option(
+            "--spin-wait/--no-spin-wait",
+            help="Let idle ONNX Runtime threads spin [default: no; they would take CPU "
+            "from concurrent requests].",
+        ),
+    ] = None,
     providers: Annotated[
         str | None, typer.Option(help="Execution providers, comma-separated, or 'auto'.")
     ] = None,
@@ -92,6 +103,7 @@ def serve(
         "version": model_version,
         "nan_policy": nan_policy,
         "intra_op_threads": threads,
+        "spin_wait": spin_wait,
         "providers": providers,
         "max_body_bytes": max_body_bytes,
     }

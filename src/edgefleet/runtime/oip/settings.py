@@ -32,6 +32,13 @@ class ServeSettings(BaseSettings):
     intra_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime threads per operator (0: one per core)."
     )
+    spin_wait: bool = Field(
+        default=False,
+        description=(
+            "Let idle ONNX Runtime threads spin. Off by default: concurrent requests already keep"
+            " the cores busy, and spinning threads take CPU from them (and burn energy)."
+        ),
+    )
     providers: str = Field(
         default="auto",
         description="Comma-separated execution providers, or 'auto' (accelerator, then CPU).",
@@ -49,6 +56,7 @@ class ServeSettings(BaseSettings):
             "version": self.version,
             "nan_policy": self.nan_policy,
             "intra_op_threads": self.intra_op_threads,
+            "spin_wait": self.spin_wait,
             "providers": providers,
         }
         if self.name:
