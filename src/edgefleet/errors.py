@@ -19,9 +19,11 @@ catalog each; nothing here knows about HTTP.
     │   └── NonFiniteInputError         input.non_finite
     ├── InferenceError                  inference.failed
     ├── PipelineError                   pipeline.invalid
-    └── ProtocolError                   protocol.malformed
-        ├── PayloadTooLargeError        protocol.too_large
-        └── UnsupportedError            protocol.unsupported
+    ├── ProtocolError                   protocol.malformed
+    │   ├── PayloadTooLargeError        protocol.too_large
+    │   └── UnsupportedError            protocol.unsupported
+    ├── MeterError                      energy.meter
+    └── TargetError                     bench.target
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "InputDTypeError",
     "InputError",
     "InputShapeError",
+    "MeterError",
     "MissingInputError",
     "ModelLoadError",
     "ModelNotFoundError",
@@ -41,6 +44,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PipelineError",
     "ProtocolError",
+    "TargetError",
     "UnexpectedInputError",
     "UnsupportedError",
 ]
@@ -140,3 +144,15 @@ class UnsupportedError(ProtocolError):
     """A request asks for something this server does not implement."""
 
     code = "protocol.unsupported"
+
+
+class MeterError(EdgefleetError):
+    """An energy meter or sensor was asked for but is absent, unreadable or malformed."""
+
+    code = "energy.meter"
+
+
+class TargetError(EdgefleetError):
+    """A benchmark target cannot be reached or does not serve the model being measured."""
+
+    code = "bench.target"
