@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: help install demo test lint format pytest bench clean
+.PHONY: help install browser demo test lint format pytest bench clean
 
 help:
 	@echo "make demo    build models, serve them, send real requests, print latency percentiles"
@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The report tests open pages in a real headless browser: Debian's Chromium.
+CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
+browser:
+ifeq ($(CHROMIUM),)
+	@echo "installing Debian's chromium for the browser tests"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+endif
+
 demo: $(STAMP)
 	$(VENV)/bin/edgefleet demo
 
@@ -36,7 +45,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(PY) -m pytest
 
 test: lint pytest
@@ -45,6 +54,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/runtime_overhead.py
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/serve_vs_mlserver.py
+	$(PY) benchmarks/bench_vs_loadgen.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/results

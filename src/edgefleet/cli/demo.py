@@ -2,7 +2,8 @@
 
 At this stage: build the demo models from code, serve the digit classifier and the
 digit-reader pipeline with ``edgefleet serve`` (real subprocesses), send real requests over the
-Open Inference Protocol, and print latency percentiles, throughput and accuracy.
+Open Inference Protocol, print latency percentiles, throughput and accuracy, then measure the
+digit classifier with ``edgefleet bench`` on this device and behind an emulated cloud link.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from numpy.typing import NDArray
 
 from edgefleet.runtime.oip.client import OIPClient
 from edgefleet.testing.demo_assets import write_demo_assets
-from edgefleet.testing.models import compose_canvas, digits_data
+from edgefleet.testing.models import DigitsData, compose_canvas, digits_data
 
 __all__ = ["run_demo"]
 
@@ -171,4 +172,39 @@ def run_demo(workdir: Path, *, seconds: float = 3.0, say: Say = print) -> None:
         label = "pipeline over HTTP"
         say(f"   {label:<26} {len(lat):6d} requests  {qps:7.0f} req/s  {_percentiles(lat)}")
 
-    say(f"\nDone. Models and server logs are in {workdir}.")
+    _bench(workdir, models_dir / "digits.onnx", data, seconds, say)
+    say(f"\nDone. Models, server logs and the benchmark report are in {workdir}.")
+
+
+def _bench(workdir: Path, model: Path, data: DigitsData, seconds: float, say: Say) -> None:
+    """Step 4: the same model on this device and behind an emulated WAN link, side by side."""
+    from edgefleet.bench.netem_spec import parse_emulation
+    from edgefleet.bench.report import write_report
+    from edgefleet.bench.runner import RunPlan
+    from edgefleet.bench.session import BenchConfig, run_bench
+
+    link = "rtt=45ms,jitter=10ms,bw=20mbit"
+    say(f"\n== 4. edgefleet bench: this device versus an emulated cloud ({link})")
+    labels = workdir / "digits-holdout.npz"
+    np.savez(labels, x=data.x_holdout, y=data.y_holdout)
+    config = BenchConfig(
+        model_path=model,
+        plan=RunPlan(duration_s=seconds, min_queries=50, warmup_s=0.5, window_s=0.5),
+        cloud_emulate=parse_emulation(link),
+        labels=labels,
+        idle_s=1.0,
+        label="this-device",
+    )
+    report = run_bench(config, say=lambda line: say(f"   {line}"))
+    json_path, html_path = write_report(report, workdir / "bench")
+    for target in report["targets"]:
+        lat, energy = target["latency_ms"], target["energy"] or {}
+        accuracy = target["accuracy"] or {}
+        say(
+            f"   {target['name']:<6} p50 {lat['p50']:8.3f} ms  p90 {lat['p90']:8.3f} ms  "
+            f"p99 {lat['p99']:8.3f} ms  {target['throughput_qps']:8.1f} inferences/s  "
+            f"{energy.get('mj_per_inference', float('nan')):.3f} mJ/inference"
+            f"{' (estimate)' if energy.get('estimated') else ''}  "
+            f"accuracy {accuracy.get('top1', float('nan')):.1%}"
+        )
+    say(f"   report: {json_path} and {html_path} (opens offline in any browser)")

@@ -1,7 +1,8 @@
 """The ``edgefleet`` command line.
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage, option or configuration;
-3 a model or pipeline could not be loaded; 4 the address could not be bound.
+3 a model or pipeline could not be loaded; 4 the address could not be bound;
+5 a benchmark target is unreachable or serves a different model.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import typer
 from pydantic import ValidationError
 
 from edgefleet import __version__
-from edgefleet.errors import ConfigurationError, EdgefleetError, ModelLoadError, PipelineError
+from edgefleet.cli.bench import bench_app
+from edgefleet.errors import (
+    ConfigurationError,
+    EdgefleetError,
+    ModelLoadError,
+    PipelineError,
+    TargetError,
+)
 
 __all__ = ["app", "main"]
 
@@ -22,6 +30,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_MODEL = 3
 EXIT_ADDRESS = 4
+EXIT_TARGET = 5
 
 app = typer.Typer(
     name="edgefleet",
@@ -35,6 +44,7 @@ models_app = typer.Typer(
     help="Build the demo and test models (nothing is downloaded).", rich_markup_mode=None
 )
 app.add_typer(models_app, name="models")
+app.add_typer(bench_app, name="bench")
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -157,6 +167,9 @@ def main() -> None:
     except ModelLoadError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_MODEL)
+    except TargetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_TARGET)
     except EdgefleetError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_ERROR)

@@ -1,0 +1,178 @@
+"""Load patterns with MLPerf LoadGen semantics: how queries are issued and latency is counted.
+
+``single-stream``
+    One query at a time; the next is issued when the previous completes. Headline: p90.
+``multi-stream``
+    A query is ``samples_per_query`` samples issued together; it completes when the last one
+    does, and the next query is issued then. Headline: p99.
+``server``
+    Open loop: queries arrive as a Poisson process at ``target_qps``, whatever the target is
+    doing. Latency counts from the *scheduled* arrival time, so a stalled target makes every
+    query waiting behind it late (no coordinated omission). Headline: p99 under the SLO.
+``offline``
+    Everything at once: ``concurrency`` workers issue back to back. Headline: throughput.
+
+A worker calls :meth:`Issuer.run` until told to stop; each completed query is recorded as
+``(start_ns, done_ns, samples, ok)`` where ``start_ns`` is the scheduled time for ``server``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from edgefleet.bench.targets import Session, Target
+from edgefleet.errors import ConfigurationError
+
+__all__ = ["SCENARIOS", "Issuer", "Record", "issuer_for"]
+
+SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
+HEADLINE = {"single-stream": "p90", "multi-stream": "p99", "server": "p99", "offline": "qps"}
+
+Record = Callable[[int, int, int, bool, str | None], None]
+"""``record(start_ns, done_ns, samples, ok, error)``, called once per completed query."""
+
+_clock = time.perf_counter_ns
+
+
+class Issuer:
+    """Runs one scenario's load against a target from ``workers`` threads."""
+
+    workers = 1
+
+    def __init__(self, target: Target, sample_count: int) -> None:
+        self.target = target
+        self.sample_count = sample_count
+        self._next = itertools.count()
+
+    def sample(self) -> int:
+        """The next sample index, round robin over the query set (thread-safe)."""
+        return next(self._next) % self.sample_count
+
+    def run(self, stop: threading.Event, record: Record) -> None:
+        """Issue queries from the calling thread until ``stop`` is set."""
+        session = self.target.session()
+        try:
+            while not stop.is_set():
+                start = _clock()
+                ok, error = _call(session, self.sample())
+                record(start, _clock(), 1, ok, error)
+        finally:
+            session.close()
+
+
+def _call(session: Session, index: int) -> tuple[bool, str | None]:
+    try:
+        session.run(index)
+    except Exception as exc:  # a failed query is data: counted and reported, not fatal
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, None
+
+
+class OfflineIssuer(Issuer):
+    """Back-to-back queries from several threads: throughput."""
+
+    def __init__(self, target: Target, sample_count: int, concurrency: int) -> None:
+        super().__init__(target, sample_count)
+        self.workers = concurrency
+
+
+class MultiStreamIssuer(Issuer):
+    """``samples_per_query`` samples issued together; the query ends with the last of them."""
+
+    def __init__(self, target: Target, sample_count: int, samples_per_query: int) -> None:
+        super().__init__(target, sample_count)
+        self.per_query = samples_per_query
+        self._local = threading.local()
+        self._sessions: list[Session] = []
+        self._lock = threading.Lock()
+
+    def _one(self, index: int) -> tuple[bool, str | None]:
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self.target.session()
+            with self._lock:
+                self._sessions.append(session)
+        return _call(session, index)
+
+    def run(self, stop: threading.Event, record: Record) -> None:
+        with ThreadPoolExecutor(self.per_query, thread_name_prefix="multi-stream") as pool:
+            try:
+                while not stop.is_set():
+                    start = _clock()
+                    indices = [self.sample() for _ in range(self.per_query)]
+                    results = list(pool.map(self._one, indices))
+                    failed = [e for ok, e in results if not ok]
+                    ok = not failed
+                    record(start, _clock(), self.per_query, ok, failed[0] if failed else None)
+            finally:
+                pool.shutdown(wait=True)
+                for session in self._sessions:
+                    session.close()
+
+
+class ServerIssuer(Issuer):
+    """Poisson arrivals at ``target_qps``; latency from the scheduled time."""
+
+    def __init__(
+        self, target: Target, sample_count: int, target_qps: float, concurrency: int, seed: int
+    ) -> None:
+        super().__init__(target, sample_count)
+        if target_qps <= 0:
+            raise ConfigurationError(f"the server scenario needs a rate > 0, got {target_qps}")
+        self.workers = concurrency
+        self.target_qps = target_qps
+        self._arrivals = self._schedule(np.random.default_rng(seed))
+        self._lock = threading.Lock()
+
+    def _schedule(self, rng: np.random.Generator) -> Iterator[int]:
+        t = float(_clock())
+        while True:
+            for gap in rng.exponential(1e9 / self.target_qps, 4096):
+                t += gap
+                yield int(t)
+
+    def run(self, stop: threading.Event, record: Record) -> None:
+        session = self.target.session()
+        try:
+            while not stop.is_set():
+                with self._lock:
+                    due = next(self._arrivals)
+                wait = due - _clock()
+                if wait > 0 and stop.wait(wait / 1e9):
+                    break
+                ok, error = _call(session, self.sample())
+                record(due, _clock(), 1, ok, error)
+        finally:
+            session.close()
+
+
+def issuer_for(
+    scenario: str,
+    target: Target,
+    sample_count: int,
+    *,
+    concurrency: int,
+    target_qps: float | None = None,
+    samples_per_query: int = 8,
+    seed: int = 0,
+) -> Issuer:
+    """The issuer for ``scenario``; bad combinations raise :class:`ConfigurationError`."""
+    if scenario == "single-stream":
+        return Issuer(target, sample_count)
+    if scenario == "offline":
+        return OfflineIssuer(target, sample_count, concurrency)
+    if scenario == "multi-stream":
+        if samples_per_query < 1:
+            raise ConfigurationError("multi-stream needs at least 1 sample per query")
+        return MultiStreamIssuer(target, sample_count, samples_per_query)
+    if scenario == "server":
+        if target_qps is None:
+            raise ConfigurationError("the server scenario needs --qps RATE or --find-max-qps")
+        return ServerIssuer(target, sample_count, target_qps, concurrency, seed)
+    raise ConfigurationError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")

@@ -1,0 +1,382 @@
+"""One ``edgefleet bench`` run: load the model, set up targets and meters, measure, report."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefleet.bench.environment import fingerprint
+from edgefleet.bench.netem import Emulation, NetemProxy
+from edgefleet.bench.queries import QuerySet, labelled_queries, random_queries
+from edgefleet.bench.report import new_report, target_entry
+from edgefleet.bench.runner import Measurement, Progress, RunPlan, measure
+from edgefleet.bench.scenarios import HEADLINE, issuer_for
+from edgefleet.bench.sustained import sustained_verdict
+from edgefleet.bench.targets import LocalTarget, RemoteTarget, Target, serve_locally
+from edgefleet.errors import ConfigurationError, TargetError
+from edgefleet.runtime import Model, Pipeline, load_any
+from edgefleet.telemetry.energy import energy_result, measure_idle, open_meter
+from edgefleet.telemetry.thermal import read_thermal
+
+__all__ = ["BenchConfig", "run_bench"]
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything ``edgefleet bench MODEL`` was asked to do."""
+
+    model_path: Path
+    scenario: str = "single-stream"
+    plan: RunPlan = field(default_factory=RunPlan)
+    batch: int = 1
+    concurrency: int | None = None
+    target_qps: float | None = None
+    find_max_qps: bool = False
+    slo_ms: dict[str, float] = field(default_factory=dict)
+    samples_per_query: int = 8
+    edge: bool = True
+    loopback: bool = False
+    cloud_url: str | None = None
+    cloud_model: str | None = None
+    emulate: Emulation | None = None
+    cloud_emulate: Emulation | None = None
+    binary: bool = True
+    labels: Path | None = None
+    energy: str = "auto"
+    watts_per_core: float | None = None
+    idle_s: float = 2.0
+    sysfs_root: Path = Path("/")
+    sustained_s: float | None = None
+    label: str = ""
+    seed: int = 0
+
+
+def _model_info(path: Path, model: Model | Pipeline) -> dict[str, Any]:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {
+        "path": str(path),
+        "name": model.name,
+        "sha256": digest,
+        "inputs": [spec.to_dict() for spec in model.inputs],
+        "outputs": [spec.to_dict() for spec in model.outputs],
+    }
+
+
+def _targets(config: BenchConfig, model: Model | Pipeline, say: Say) -> list[Target]:
+    targets: list[Target] = []
+    try:
+        if config.edge:
+            targets.append(LocalTarget(model))
+        if config.loopback:
+            say("starting edgefleet serve on loopback")
+            targets.append(serve_locally(config.model_path, model.inputs, binary=config.binary))
+        if config.cloud_emulate is not None:
+            link = config.cloud_emulate.describe()
+            say(f"starting edgefleet serve behind an emulated link ({link})")
+            targets.append(
+                serve_locally(
+                    config.model_path,
+                    model.inputs,
+                    emulation=config.cloud_emulate,
+                    binary=config.binary,
+                    seed=config.seed,
+                )
+            )
+        if config.cloud_url is not None:
+            targets.append(_remote(config, model))
+    except BaseException:
+        for target in targets:
+            target.close()
+        raise
+    if not targets:
+        raise ConfigurationError("nothing to measure: --no-edge without --cloud or --cloud-emulate")
+    return targets
+
+
+def _remote(config: BenchConfig, model: Model | Pipeline) -> Target:
+    assert config.cloud_url is not None
+    url = config.cloud_url if "://" in config.cloud_url else f"http://{config.cloud_url}"
+    name = config.cloud_model or model.name
+    if config.emulate is None:
+        return RemoteTarget(url, name, model.inputs, binary=config.binary)
+    host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+    if not port.isdigit():
+        raise ConfigurationError(f"--emulate needs an explicit port in --cloud {config.cloud_url}")
+    proxy = NetemProxy(host or "127.0.0.1", int(port), config.emulate, seed=config.seed)
+    proxy.start()
+    try:
+        target = RemoteTarget(
+            f"http://127.0.0.1:{proxy.port}",
+            name,
+            model.inputs,
+            binary=config.binary,
+            kind="emulated",
+            emulation=config.emulate,
+        )
+    except BaseException:
+        proxy.stop()
+        raise
+    original_close = target.close
+
+    def close() -> None:
+        original_close()
+        proxy.stop()
+
+    target.close = close  # type: ignore[method-assign]
+    return target
+
+
+def _accuracy(target: Target, queries: QuerySet) -> dict[str, Any] | None:
+    """Top-1 accuracy of the target's first output over every labelled sample, once each."""
+    if queries.labels is None:
+        return None
+    session = target.session()
+    correct = total = 0
+    try:
+        for index, labels in enumerate(queries.labels):
+            outputs = session.run(index)
+            scores = next(iter(outputs.values()))
+            predicted = np.asarray(scores).reshape(len(labels), -1).argmax(axis=1)
+            correct += int((predicted == labels).sum())
+            total += len(labels)
+    finally:
+        session.close()
+    return {"top1": round(correct / total, 6), "samples": total}
+
+
+def _concurrency(config: BenchConfig) -> int:
+    if config.concurrency is not None:
+        if config.concurrency < 1:
+            raise ConfigurationError(f"--concurrency must be >= 1, got {config.concurrency}")
+        return config.concurrency
+    return 16 if config.scenario == "server" else max(1, os.cpu_count() or 1)
+
+
+def _slo_met(m: Measurement, slo_ms: dict[str, float]) -> bool:
+    if m.latencies_ms.size == 0 or m.errors:
+        return False
+    for key, bound in slo_ms.items():
+        q = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p999": 99.9}[key]
+        if float(np.percentile(m.latencies_ms, q)) > bound:
+            return False
+    return True
+
+
+def _run(
+    config: BenchConfig,
+    target: Target,
+    count: int,
+    plan: RunPlan,
+    qps: float | None,
+    meter_factory: Callable[[Target], Any],
+    progress: Progress | None,
+) -> tuple[Measurement, Any]:
+    issuer = issuer_for(
+        config.scenario,
+        target,
+        count,
+        concurrency=_concurrency(config),
+        target_qps=qps,
+        samples_per_query=config.samples_per_query,
+        seed=config.seed,
+    )
+    meter = meter_factory(target)
+    try:
+        return measure(
+            issuer,
+            plan,
+            meter=meter,
+            thermal=lambda: read_thermal(config.sysfs_root),
+            progress=progress,
+        ), meter
+    finally:
+        if meter is not None:
+            meter.close()
+
+
+def _search_max_qps(
+    config: BenchConfig,
+    target: Target,
+    count: int,
+    say: Say,
+) -> tuple[float, list[dict[str, Any]]]:
+    """Highest Poisson rate whose p99 (and every other SLO percentile) meets the SLO.
+
+    A short closed-loop run at the same concurrency bounds the rate; then a bisection of six
+    short server runs, each also required to achieve 95% of the rate it was asked for.
+    """
+    if not config.slo_ms:
+        raise ConfigurationError("--find-max-qps needs an SLO, e.g. --slo p99=50ms")
+    short = replace(
+        config.plan,
+        duration_s=min(config.plan.duration_s, 3.0),
+        min_queries=50,
+        warmup_s=0.5,
+        max_duration_s=None,
+    )
+    probe = replace(config, scenario="offline")
+    ceiling, _ = _run(probe, target, count, short, None, lambda t: None, None)
+    low, high = 0.0, max(ceiling.throughput_qps * 1.1, 1.0)
+    points: list[dict[str, Any]] = []
+    for _ in range(6):
+        rate = (low + high) / 2 if points else high
+        m, _ = _run(config, target, count, short, rate, lambda t: None, None)
+        met = _slo_met(m, config.slo_ms) and m.throughput_qps >= 0.95 * rate
+        p99 = float(np.percentile(m.latencies_ms, 99)) if m.latencies_ms.size else None
+        points.append({"qps": round(rate, 3), "p99_ms": p99, "met": met})
+        say(
+            f"  {target.name}: {rate:9.1f} qps -> p99 {p99 or float('nan'):.3f} ms "
+            f"{'meets' if met else 'misses'} the SLO"
+        )
+        if met:
+            low = rate
+        else:
+            high = rate
+    return low, points
+
+
+def run_bench(
+    config: BenchConfig,
+    *,
+    say: Say = print,
+    progress_for: Callable[[str], Progress | None] = lambda name: None,
+) -> dict[str, Any]:
+    """Measure every requested target and return the report (``partial`` if interrupted)."""
+    model = load_any(config.model_path)
+    try:
+        if config.labels is not None:
+            queries = labelled_queries(config.labels, model.inputs, batch=config.batch)
+        else:
+            queries = random_queries(model.inputs, batch=config.batch, seed=config.seed)
+        sustained = config.sustained_s is not None
+        plan = config.plan
+        if sustained:
+            assert config.sustained_s is not None
+            plan = replace(
+                plan, duration_s=config.sustained_s, max_duration_s=config.sustained_s * 2
+            )
+        settings = {
+            "scenario": config.scenario,
+            "headline": HEADLINE.get(config.scenario, None),
+            "duration_s": plan.duration_s,
+            "min_queries": plan.min_queries,
+            "warmup_s": plan.warmup_s,
+            "window_s": plan.window_s,
+            "batch": config.batch,
+            "concurrency": _concurrency(config),
+            "samples_per_query": config.samples_per_query,
+            "target_qps": config.target_qps,
+            "find_max_qps": config.find_max_qps,
+            "slo_ms": config.slo_ms,
+            "energy": config.energy,
+            "sustained_s": config.sustained_s,
+            "labels": str(config.labels) if config.labels else None,
+            "queries_in_library": len(queries),
+        }
+        report = new_report(
+            label=config.label or fingerprint(config.sysfs_root)["hostname"],
+            model=_model_info(config.model_path, model),
+            settings=settings,
+            environment=fingerprint(config.sysfs_root),
+        )
+        _measure_all(config, model, queries, plan, report, say, progress_for)
+        return report
+    finally:
+        model.close()
+
+
+def _measure_all(
+    config: BenchConfig,
+    model: Model | Pipeline,
+    queries: QuerySet,
+    plan: RunPlan,
+    report: dict[str, Any],
+    say: Say,
+    progress_for: Callable[[str], Progress | None],
+) -> None:
+    targets = _targets(config, model, say)
+    try:
+        probe = open_meter(
+            config.energy,
+            root=config.sysfs_root,
+            pids=[os.getpid()],
+            watts_per_core=config.watts_per_core,
+        )
+        try:
+            say(f"energy meter: {probe.description}; measuring idle power for {config.idle_s:g} s")
+            idle_watts = measure_idle(probe, config.idle_s) if config.idle_s > 0 else 0.0
+        finally:
+            probe.close()
+
+        def meter_for(target: Target) -> Any:
+            pids = [os.getpid()] + (target.pids if target.kind == "loopback" else [])
+            return open_meter(
+                config.energy,
+                root=config.sysfs_root,
+                pids=pids,
+                watts_per_core=config.watts_per_core,
+            )
+
+        for target in targets:
+            target.prepare(queries)
+            entry = _measure_target(
+                config, target, queries, plan, idle_watts, meter_for, say, progress_for(target.name)
+            )
+            report["targets"].append(entry)
+            if entry["interrupted"]:
+                report["partial"] = True
+                say("interrupted: writing a partial report")
+                break
+    finally:
+        for target in targets:
+            target.close()
+
+
+def _measure_target(
+    config: BenchConfig,
+    target: Target,
+    queries: QuerySet,
+    plan: RunPlan,
+    idle_watts: float,
+    meter_for: Callable[[Target], Any],
+    say: Say,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    accuracy = _accuracy(target, queries)
+    qps = config.target_qps
+    search: list[dict[str, Any]] = []
+    if config.scenario == "server" and config.find_max_qps:
+        say(f"{target.name}: searching the highest rate that meets the SLO")
+        qps, search = _search_max_qps(config, target, len(queries), say)
+        if qps <= 0:
+            raise TargetError(f"{target.name}: no rate met the SLO {config.slo_ms}")
+    say(
+        f"{target.name}: {config.scenario} for {plan.duration_s:g} s "
+        f"(at least {plan.min_queries} queries)"
+    )
+    m, meter = _run(config, target, len(queries), plan, qps, meter_for, progress)
+    if m.queries and m.errors == m.queries:
+        raise TargetError(f"{target.name}: every query failed; the first: {m.first_error}")
+    entry = target_entry(target, config.scenario, m)
+    entry["accuracy"] = accuracy
+    if meter is not None and m.joules is not None:
+        result = energy_result(meter, idle_watts, m.joules, m.duration_s, m.samples)
+        entry["energy"] = {**result.as_dict(), "description": result.description}
+    if config.scenario == "server":
+        entry["server"] = {
+            "target_qps": qps,
+            "achieved_qps": round(m.throughput_qps, 3),
+            "max_qps_at_slo": round(qps, 3) if config.find_max_qps and qps else None,
+            "search": search,
+        }
+    if config.sustained_s is not None:
+        entry["sustained"] = sustained_verdict(m, plan.window_s)
+    return entry
