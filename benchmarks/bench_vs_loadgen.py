@@ -126,14 +126,14 @@ def run_edgefleet(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s per run")
-    parser.add_argument("--duration", type=float, help="seconds per run [10; quick 3]")
+    parser.add_argument("--duration", type=float, help="seconds per run [5; quick 3]")
     parser.add_argument("--qps", type=float, default=300.0, help="Server rate [300]")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds [3]")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds [6]")
     parser.add_argument(
         "--batch", type=int, default=512, help="samples per query [512: about 1 ms of work]"
     )
     args = parser.parse_args()
-    duration = args.duration or (3.0 if args.quick else 10.0)
+    duration = args.duration or (3.0 if args.quick else 5.0)
     args.rounds = 1 if args.quick else args.rounds
     model = load(build_digits_classifier(), intra_op_threads=1)
     queries = random_queries(model.inputs, batch=args.batch, count=64)
