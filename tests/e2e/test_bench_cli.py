@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from edgefleet.testing.models import DigitsData
+from edgefleet.testing.sysfs import FakeSysfs
 
 CLI = [sys.executable, "-m", "edgefleet"]
 QUICK = [
@@ -248,3 +250,54 @@ def test_compare_ranks_reports_and_explains(digits_path: Path, tmp_path: Path) -
     assert "beta" in result.stdout
     assert "recommended" in result.stdout
     assert html.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_sustained_run_reads_sensors_under_the_sysfs_root(
+    digits_path: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "sysroot"
+    fake = FakeSysfs(root)
+    fake.add_thermal_zone(0, "cpu-thermal", 61_500)
+    fake.add_cpu(0, cur_khz=1_500_000, max_khz=1_500_000)
+    out = tmp_path / "r"
+    result = subprocess.run(
+        [
+            *CLI,
+            "bench",
+            str(digits_path),
+            "--sustained",
+            "2.4s",
+            "--window",
+            "0.3s",
+            "--warmup",
+            "0.2",
+            "--idle",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "EDGEFLEET_SYSFS_ROOT": str(root)},
+    )
+    assert result.returncode == 0, result.stderr
+    (edge,) = report_of(out)["targets"]
+    sustained = edge["sustained"]
+    assert sustained["window_s"] == 0.3
+    assert len(sustained["windows"]) >= 6
+    assert sustained["verdict"] in ("stable", "degraded without sensor evidence")
+    assert {w["temp_c"] for w in edge["timeline"]} == {61.5}
+    assert {w["cpu_mhz"] for w in edge["timeline"]} == {1500.0}
+
+
+def test_an_external_meter_command_gives_measured_not_estimated_energy(
+    digits_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "r"
+    result = bench(str(digits_path), *QUICK, "--energy", "cmd:echo 7.5", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    energy = report_of(out)["targets"][0]["energy"]
+    assert energy["meter"] == "cmd"
+    assert energy["estimated"] is False
+    assert 6.0 < energy["mean_watts"] < 9.0

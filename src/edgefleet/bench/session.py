@@ -153,6 +153,11 @@ def _accuracy(target: Target, queries: QuerySet) -> dict[str, Any] | None:
 
 
 def _concurrency(config: BenchConfig) -> int:
+    """Load threads: 1 for single-stream, one per sample for multi-stream, else as asked."""
+    if config.scenario == "single-stream":
+        return 1
+    if config.scenario == "multi-stream":
+        return config.samples_per_query
     if config.concurrency is not None:
         if config.concurrency < 1:
             raise ConfigurationError(f"--concurrency must be >= 1, got {config.concurrency}")
@@ -222,7 +227,7 @@ def _search_max_qps(
         warmup_s=0.5,
         max_duration_s=None,
     )
-    probe = replace(config, scenario="offline")
+    probe = replace(config, scenario="offline", concurrency=_concurrency(config))
     ceiling, _ = _run(probe, target, count, short, None, lambda t: None, None)
     low, high = 0.0, max(ceiling.throughput_qps * 1.1, 1.0)
     points: list[dict[str, Any]] = []
@@ -281,11 +286,12 @@ def run_bench(
             "labels": str(config.labels) if config.labels else None,
             "queries_in_library": len(queries),
         }
+        environment = fingerprint()  # this process's own /proc, whatever the sysfs root
         report = new_report(
-            label=config.label or fingerprint(config.sysfs_root)["hostname"],
+            label=config.label or environment["hostname"],
             model=_model_info(config.model_path, model),
             settings=settings,
-            environment=fingerprint(config.sysfs_root),
+            environment=environment,
         )
         _measure_all(config, model, queries, plan, report, say, progress_for)
         return report
@@ -309,6 +315,7 @@ def _measure_all(
             root=config.sysfs_root,
             pids=[os.getpid()],
             watts_per_core=config.watts_per_core,
+            proc_root=Path("/"),
         )
         try:
             say(f"energy meter: {probe.description}; measuring idle power for {config.idle_s:g} s")
@@ -323,6 +330,7 @@ def _measure_all(
                 root=config.sysfs_root,
                 pids=pids,
                 watts_per_core=config.watts_per_core,
+                proc_root=Path("/"),
             )
 
         for target in targets:
@@ -372,7 +380,7 @@ def _measure_target(
         entry["energy"] = {**result.as_dict(), "description": result.description}
     if config.scenario == "server":
         entry["server"] = {
-            "target_qps": qps,
+            "target_qps": None if qps is None else round(qps, 3),
             "achieved_qps": round(m.throughput_qps, 3),
             "max_qps_at_slo": round(qps, 3) if config.find_max_qps and qps else None,
             "search": search,

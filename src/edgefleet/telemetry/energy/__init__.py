@@ -53,6 +53,7 @@ def open_meter(
     pids: Sequence[int] = (),
     watts_per_core: float | None = None,
     nvml: Any = None,
+    proc_root: Path | None = None,
 ) -> EnergyMeter:
     """Open the energy meter named by ``spec``.
 
@@ -69,6 +70,9 @@ def open_meter(
         Power figure for the estimate (default: from the CPU model table).
     nvml
         NVML module object for the nvml meter (default: import ``pynvml``).
+    proc_root
+        Root whose ``proc/`` the estimate reads (default: ``root``). A benchmark reading a
+        mounted host ``/sys`` still counts its own processes in its own ``/proc``.
 
     Raises
     ------
@@ -89,6 +93,7 @@ def open_meter(
     ...
     edgefleet.errors.ConfigurationError: unknown energy meter 'magic': expected one of auto, ...
     """
+    proc = root if proc_root is None else proc_root
     kind, sep, arg = spec.strip().partition(":")
     if sep and kind == "cmd":
         return CommandMeter(arg)
@@ -103,7 +108,7 @@ def open_meter(
     if not sep and kind == "jetson":
         return JetsonMeter(root)
     if not sep and kind == "estimate":
-        return EstimateMeter(root, pids, watts_per_core=watts_per_core)
+        return EstimateMeter(proc, pids, watts_per_core=watts_per_core)
     if not sep and kind == "auto":
         skipped = []
         for name, opener in (
@@ -116,7 +121,7 @@ def open_meter(
             except MeterError as exc:
                 skipped.append(f"{name}: {exc}")
         note = "no measured meter (" + "; ".join(skipped) + ")"
-        return EstimateMeter(root, pids, watts_per_core=watts_per_core, note=note)
+        return EstimateMeter(proc, pids, watts_per_core=watts_per_core, note=note)
     raise ConfigurationError(
         f"unknown energy meter {spec!r}: expected one of {', '.join(METER_SPECS)}"
     )
