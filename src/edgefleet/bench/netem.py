@@ -53,6 +53,7 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 _MIN_BUFFER = 1 << 20  # bytes held per direction before reading from the sender pauses
 _UNLIMITED_BUFFER = 16 << 20  # the same, for a link with no bandwidth limit
 _STOP_TIMEOUT_S = 5.0
+_MAX_LEAD_S = 2e-3  # upper bound of the timer-lateness compensation
 
 
 class _Link:
@@ -63,6 +64,26 @@ class _Link:
     def __init__(self, bandwidth_bps: float | None) -> None:
         self.bytes_per_s = 0.0 if bandwidth_bps is None else bandwidth_bps / 8
         self.free_at = 0.0
+
+
+class _Lead:
+    """How early to arm release timers so that chunks leave on time on average.
+
+    A timer fires late: the selector rounds its timeout up to whole milliseconds and the
+    thread needs to be woken (0.1-0.5 ms on a busy VM). Timers are therefore armed ``s``
+    seconds early and release every chunk due within ``s``, where ``s`` is a running mean of
+    the observed lateness. The lateness is measured against the armed time, so ``s`` does not
+    feed back into its own estimate.
+    """
+
+    __slots__ = ("s",)
+
+    def __init__(self) -> None:
+        self.s = 0.0
+
+    def observe(self, late: float) -> None:
+        late = min(max(late, 0.0), _MAX_LEAD_S)
+        self.s += 0.05 * (late - self.s)
 
 
 class _Side(asyncio.Protocol):
@@ -78,6 +99,9 @@ class _Side(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.conn.proxy._live += 1
+        if self is self.conn.client:
+            transport.pause_reading()  # nothing to relay to until the upstream answers
+            self.conn.proxy._start_upstream(self.conn)
 
     def data_received(self, data: bytes) -> None:
         self.conn.on_data(self, data)
@@ -110,6 +134,8 @@ class _Pipe:
         self.queue: deque[tuple[float, bytes | None]] = deque()  # (release time, chunk | EOF)
         self.last_release = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.armed_for = 0.0  # loop time the timer was armed for
+        self.lead = proxy._lead
         self.buffered = 0
         self.high_water = proxy._high_water
         self.src_paused = self.dst_blocked = self.eof_done = False
@@ -136,11 +162,17 @@ class _Pipe:
             if self.buffered > self.high_water:
                 self._update_src()
         if self.timer is None:
-            self.timer = self.loop.call_at(release, self._flush)
+            self._arm(release)
+
+    def _arm(self, release: float) -> None:
+        self.armed_for = release - self.lead.s
+        self.timer = self.loop.call_at(self.armed_for, self._flush)
 
     def _flush(self) -> None:
         self.timer = None
-        queue, deadline = self.queue, self.loop.time()
+        now = self.loop.time()
+        self.lead.observe(now - self.armed_for)
+        queue, deadline = self.queue, now + self.lead.s
         while queue and queue[0][0] <= deadline:
             data = queue.popleft()[1]
             if data:
@@ -149,7 +181,7 @@ class _Pipe:
             if self.conn.closed:
                 return
         if queue:
-            self.timer = self.loop.call_at(queue[0][0], self._flush)
+            self._arm(queue[0][0])
         self._update_src()
 
     def _deliver(self, data: bytes | None) -> None:
@@ -162,8 +194,8 @@ class _Pipe:
                 transport.write_eof()
             self.conn.on_eof_delivered()
             return
+        self.conn.proxy._count_bytes(self.up, len(data))  # first: the peer may look at once
         transport.write(data)
-        self.conn.proxy._count_bytes(self.up, len(data))
 
     def set_dst_blocked(self, blocked: bool) -> None:
         self.dst_blocked = blocked
@@ -284,6 +316,7 @@ class NetemProxy:
         else:  # room for at least twice the bandwidth-delay product
             window = emulation.rtt_s + 4 * emulation.jitter_s
             self._high_water = max(_MIN_BUFFER, int(emulation.bandwidth_bps / 8 * window * 2))
+        self._lead = _Lead()
         self._uplink = _Link(emulation.bandwidth_bps)
         self._downlink = _Link(emulation.bandwidth_bps)
         self._stats = dict.fromkeys(
@@ -412,16 +445,14 @@ class NetemProxy:
         conn = _Connection(self)
         self._conns.add(conn)
         self._stats["connections"] += 1
+        return conn.client
+
+    def _start_upstream(self, conn: _Connection) -> None:
         task = asyncio.get_running_loop().create_task(self._connect_upstream(conn))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
-        return conn.client
 
     async def _connect_upstream(self, conn: _Connection) -> None:
-        client = conn.client.transport
-        if client is None:  # pragma: no cover - connection_made runs before this task
-            return
-        client.pause_reading()  # nothing to relay to until the upstream answers
         try:
             await asyncio.wait_for(
                 asyncio.get_running_loop().create_connection(
@@ -433,8 +464,8 @@ class NetemProxy:
             self._stats["upstream_failures"] += 1
             conn.reset()
             return
-        if conn.closed:  # the client went away (or stop() ran) while we connected
-            conn.reset()
+        client = conn.client.transport
+        if conn.closed or client is None:  # the client went away while we connected
             if conn.upstream.transport is not None:
                 conn.upstream.transport.abort()
             return
