@@ -279,6 +279,13 @@ class NetemProxy:
     connect_timeout_s
         How long to wait for the upstream before resetting the client connection.
 
+    Notes
+    -----
+    A proxy is single-use: :meth:`start` once, :meth:`stop` once (again is a no-op); ``with``
+    does both. :meth:`stop` resets the connections still open. Each direction of a connection
+    buffers up to twice the bandwidth-delay product (at least 1 MiB; 16 MiB without a rate
+    limit) before it stops reading from the sender, so TCP flow control reaches the sender.
+
     Examples
     --------
     >>> with NetemProxy("127.0.0.1", 9, "rtt=20ms,bw=10mbit", seed=1) as proxy:
