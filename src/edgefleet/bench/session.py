@@ -57,6 +57,7 @@ class BenchConfig:
     sustained_s: float | None = None
     label: str = ""
     seed: int = 0
+    load_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _model_info(path: Path, model: Model | Pipeline) -> dict[str, Any]:
@@ -255,7 +256,7 @@ def run_bench(
     progress_for: Callable[[str], Progress | None] = lambda name: None,
 ) -> dict[str, Any]:
     """Measure every requested target and return the report (``partial`` if interrupted)."""
-    model = load_any(config.model_path)
+    model = load_any(config.model_path, **config.load_options)
     try:
         if config.labels is not None:
             queries = labelled_queries(config.labels, model.inputs, batch=config.batch)
@@ -285,6 +286,7 @@ def run_bench(
             "sustained_s": config.sustained_s,
             "labels": str(config.labels) if config.labels else None,
             "queries_in_library": len(queries),
+            "load_options": {k: str(v) for k, v in config.load_options.items()},
         }
         environment = fingerprint()  # this process's own /proc, whatever the sysfs root
         report = new_report(

@@ -103,6 +103,20 @@ def _summary(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _load_options(
+    threads: int | None, spin_wait: bool | None, providers: str | None
+) -> dict[str, Any]:
+    """Runtime options for the measured model; only those given, the rest keep their default."""
+    options: dict[str, Any] = {}
+    if threads is not None:
+        options["intra_op_threads"] = threads
+    if spin_wait is not None:
+        options["spin_wait"] = spin_wait
+    if providers:
+        options["providers"] = tuple(p.strip() for p in providers.split(",") if p.strip())
+    return options
+
+
 def _short(value: dict[str, Any]) -> str:
     keep = (
         "top1",
@@ -179,6 +193,20 @@ def run(
         "reports/bench"
     ),
     seed: Annotated[int, typer.Option(help="Seed for inputs, arrivals and emulation.")] = 0,
+    threads: Annotated[
+        int | None, typer.Option(help="ONNX Runtime threads per operator [0: one per core].")
+    ] = None,
+    spin_wait: Annotated[
+        bool | None,
+        typer.Option(
+            "--spin-wait/--no-spin-wait",
+            help="Let idle ONNX Runtime threads spin [runtime default: yes]; spinning costs "
+            "energy at low rates.",
+        ),
+    ] = None,
+    providers: Annotated[
+        str | None, typer.Option(help="Execution providers, comma-separated [default: auto].")
+    ] = None,
 ) -> None:
     """Measure MODEL: latency percentiles, throughput, energy, on this device and the cloud."""
     from edgefleet.bench.netem_spec import parse_emulation
@@ -236,6 +264,7 @@ def run(
         sustained_s=parse_duration(sustained, "--sustained") if sustained else None,
         label=label or "",
         seed=seed,
+        load_options=_load_options(threads, spin_wait, providers),
     )
     if not model.exists():
         raise ConfigurationError(f"model {model} does not exist")
