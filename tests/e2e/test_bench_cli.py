@@ -176,12 +176,15 @@ def test_ctrl_c_writes_a_partial_report(digits_path: Path, tmp_path: Path) -> No
         (["--scenario", "burst"], 2, "unknown scenario"),
         (["--energy", "rapl"], 1, "RAPL"),
         (["--duration", "soon"], 2, "not a duration"),
+        (["--scenario", "server", "--qps", "inf"], 2, "--qps must be a positive number"),
+        (["--out", "/dev/null/report"], 2, "cannot write the report"),
     ],
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(
     digits_path: Path, args: list[str], code: int, message: str
 ) -> None:
-    result = bench(str(digits_path), *QUICK, *args, "--out", "/tmp/edgefleet-bad-input")
+    out = [] if "--out" in args else ["--out", "/tmp/edgefleet-bad-input"]
+    result = bench(str(digits_path), *QUICK, *args, *out)
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -301,3 +304,42 @@ def test_an_external_meter_command_gives_measured_not_estimated_energy(
     assert energy["meter"] == "cmd"
     assert energy["estimated"] is False
     assert 6.0 < energy["mean_watts"] < 9.0
+
+
+def test_find_max_qps_reports_the_search_and_the_rate_it_found(
+    digits_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "r"
+    result = bench(
+        str(digits_path),
+        "--scenario",
+        "server",
+        "--find-max-qps",
+        "--slo",
+        "p99=20ms",
+        "--duration",
+        "0.6",
+        "--warmup",
+        "0.2",
+        "--min-queries",
+        "20",
+        "--window",
+        "0.2",
+        "--idle",
+        "0",
+        "--no-spin-wait",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    (edge,) = report_of(out)["targets"]
+    server = edge["server"]
+    assert len(server["search"]) == 6
+    assert server["max_qps_at_slo"] == server["target_qps"] > 0
+    assert any(point["met"] for point in server["search"])
+    assert report_of(out)["settings"]["load_options"] == {
+        "intra_op_threads": "1",
+        "spin_wait": "False",
+    }

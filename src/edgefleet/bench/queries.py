@@ -34,6 +34,14 @@ class QuerySet:
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def batch(self) -> int:
+        """Rows per sample: the leading dimension of the first input (1 for scalars)."""
+        if not self.samples:
+            return 1
+        first = next(iter(self.samples[0].values()))
+        return int(first.shape[0]) if first.ndim else 1
+
 
 def _shape(spec: TensorSpec, batch: int) -> tuple[int, ...]:
     dims = [d if isinstance(d, int) and d >= 0 else 1 for d in spec.shape]
@@ -98,14 +106,28 @@ def labelled_queries(path: Path, inputs: Sequence[TensorSpec], *, batch: int = 1
             f"found {sorted(arrays)}"
         )
     y = np.asarray(arrays["y"])
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ConfigurationError(f"label file {path}: 'y' must hold integer class ids")
+    if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
+        raise ConfigurationError(
+            f"label file {path}: 'y' must be one integer class id per row, got "
+            f"{y.dtype} with shape {list(y.shape)}"
+        )
     for name, column in columns.items():
         if len(column) != len(y):
             raise ConfigurationError(
                 f"label file {path}: input {name!r} has {len(column)} rows but 'y' has {len(y)}"
             )
     spec_of = {spec.name: spec for spec in inputs}
+    for name, column in columns.items():
+        want = spec_of[name].shape[1:]
+        got = column.shape[1:]
+        fixed = [d if isinstance(d, int) and d >= 0 else None for d in want]
+        if len(got) != len(want) or any(
+            f is not None and f != g for f, g in zip(fixed, got, strict=True)
+        ):
+            raise ConfigurationError(
+                f"label file {path}: rows of {name!r} have shape {list(got)}, the model "
+                f"expects {spec_of[name].describe_shape()} (first dimension: rows)"
+            )
     count = len(y) // batch
     if count == 0:
         raise ConfigurationError(f"label file {path} has {len(y)} rows, fewer than one batch")

@@ -10,6 +10,7 @@ measured, marked as interrupted.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,12 +20,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edgefleet.bench.scenarios import Issuer
+from edgefleet.errors import MeterError
 from edgefleet.telemetry.energy import EnergyMeter
 from edgefleet.telemetry.thermal import ThermalSample
 
 __all__ = ["Measurement", "RunPlan", "Window", "measure"]
 
 _clock = time.perf_counter_ns
+log = logging.getLogger(__name__)
+JOIN_TIMEOUT_S = 15.0
+"""How long the end of a run waits for in-flight queries (a hung endpoint is left behind)."""
 Progress = Callable[[str, float, float, int, float | None], None]
 """``progress(phase, elapsed_s, planned_s, queries, p99_ms)``."""
 
@@ -78,15 +83,14 @@ class Measurement:
 
     @property
     def throughput_qps(self) -> float:
-        """Samples per second over the measured period."""
+        """Successfully inferred samples (batch rows) per second over the measured period."""
         return self.samples / self.duration_s if self.duration_s > 0 else 0.0
 
     def stability(self) -> tuple[bool, str]:
         """perf_analyzer's rule over the last three windows: throughput and p50 within 10%."""
-        full = [w for w in self.windows if w.queries > 0]
-        if len(full) < 3:
-            return False, f"only {len(full)} windows with queries; 3 are needed to judge"
-        last = full[-3:]
+        if len(self.windows) < 3:
+            return False, f"only {len(self.windows)} windows; 3 are needed to judge"
+        last = self.windows[-3:]  # a window without completions (a stall) counts, as 0/s
         for label, values in (
             ("throughput", [w.qps for w in last]),
             ("p50", [w.p50_ms or 0.0 for w in last]),
@@ -126,48 +130,32 @@ def measure(
     thermal_windows: list[ThermalSample] = []
     joules_start = thermal_start = None
     interrupted = False
+    stopped = started
     for thread in threads:
         thread.start()
     try:
-        while (now := _clock()) < warm_end:
-            if progress:
-                progress("warm-up", (now - started) / 1e9, plan.warmup_s, len(records), None)
-            time.sleep(min(0.25, (warm_end - now) / 1e9))
-        joules_start = meter.read_joules() if meter else None
-        thermal_start = thermal() if thermal else None
-        scanned = len(records)
-        window_ns = int(plan.window_s * 1e9)
-        next_window = warm_end + window_ns
-        measured = 0
-        while True:
-            now = _clock()
-            elapsed = (now - warm_end) / 1e9
-            if now >= next_window:
-                end = len(records)
-                fresh = records[scanned:end]
-                scanned = end
-                measured += sum(1 for r in fresh if r[0] >= warm_end)
-                sample = thermal() if thermal else None
-                if sample is not None:
-                    thermal_windows.append(sample)
-                windows.append(_window(fresh, warm_end, next_window, plan.window_s, sample))
-                next_window += window_ns
-                if progress:
-                    progress("measure", elapsed, plan.duration_s, measured, windows[-1].p99_ms)
-            if elapsed >= plan.limit_s or (
-                elapsed >= plan.duration_s and measured + len(records) - scanned >= plan.min_queries
-            ):
-                break
-            time.sleep(max(0.0, min(0.25, (next_window - _clock()) / 1e9)))
-    except KeyboardInterrupt:
-        interrupted = True
-    stopped = _clock()
-    stop.set()
-    for thread in threads:
-        thread.join()
-    joules = meter.read_joules() - joules_start if meter and joules_start is not None else None
+        try:
+            joules_start, thermal_start = _warm_up(
+                started, warm_end, plan, records, meter, thermal, progress
+            )
+            _measure_windows(warm_end, plan, records, windows, thermal_windows, thermal, progress)
+        except KeyboardInterrupt:
+            interrupted = True
+        stopped = _clock()
+    finally:
+        issuer.stopped_ns = stopped
+        stop.set()
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        for thread in threads:  # in-flight queries finish; a hung endpoint is not waited for
+            thread.join(max(0.0, deadline - time.monotonic()))
+    joules = None
+    if meter is not None and joules_start is not None:
+        try:
+            joules = meter.read_joules() - joules_start
+        except MeterError as exc:
+            log.warning("energy meter failed at the end of the run: %s", exc)
     thermal_end = thermal() if thermal else None
-    measurement = _summarize(records, warm_end, stopped, plan)
+    measurement = _summarize(list(records), min(warm_end, stopped), stopped, plan)
     measurement.first_error = first_error[0] if first_error else None
     measurement.windows = windows
     measurement.interrupted = interrupted
@@ -175,6 +163,61 @@ def measure(
     measurement.thermal_start, measurement.thermal_end = thermal_start, thermal_end
     measurement.thermal_windows = thermal_windows
     return measurement
+
+
+def _warm_up(
+    started: int,
+    warm_end: int,
+    plan: RunPlan,
+    records: list[tuple[int, int, int, bool]],
+    meter: EnergyMeter | None,
+    thermal: Callable[[], ThermalSample] | None,
+    progress: Progress | None,
+) -> tuple[float | None, ThermalSample | None]:
+    """Wait out the warm-up; return the energy counter and the sensors at its end."""
+    while (now := _clock()) < warm_end:
+        if progress:
+            progress("warm-up", (now - started) / 1e9, plan.warmup_s, len(records), None)
+        time.sleep(min(0.25, (warm_end - now) / 1e9))
+    return (meter.read_joules() if meter else None), (thermal() if thermal else None)
+
+
+def _measure_windows(
+    warm_end: int,
+    plan: RunPlan,
+    records: list[tuple[int, int, int, bool]],
+    windows: list[Window],
+    thermal_windows: list[ThermalSample],
+    thermal: Callable[[], ThermalSample] | None,
+    progress: Progress | None,
+) -> None:
+    """Close a window every ``window_s`` until the stop rule holds."""
+    scanned = len(records)
+    window_ns = int(plan.window_s * 1e9)
+    next_window = warm_end + window_ns
+    measured = 0
+    while True:
+        now = _clock()
+        elapsed = (now - warm_end) / 1e9
+        if now >= next_window:
+            end = len(records)
+            fresh = records[scanned:end]
+            scanned = end
+            measured += sum(1 for r in fresh if r[0] >= warm_end)
+            sample = thermal() if thermal else None
+            if sample is not None:
+                thermal_windows.append(sample)
+            windows.append(_window(fresh, warm_end, next_window, plan.window_s, sample))
+            next_window += window_ns
+            if progress:
+                progress("measure", elapsed, plan.duration_s, measured, windows[-1].p99_ms)
+        if elapsed >= plan.limit_s:
+            return
+        if elapsed >= plan.duration_s:
+            pending = sum(1 for r in records[scanned:] if r[0] >= warm_end)
+            if measured + pending >= plan.min_queries:
+                return
+        time.sleep(max(0.0, min(0.25, (next_window - _clock()) / 1e9)))
 
 
 def _summarize(
@@ -187,7 +230,7 @@ def _summarize(
     duration = max(stopped, last_done) - warm_end
     return Measurement(
         queries=len(measured),
-        samples=sum(n for _, _, n, _ in measured),
+        samples=sum(n for _, _, n, good in measured if good),
         errors=sum(1 for r in measured if not r[3]),
         first_error=None,
         duration_s=duration / 1e9,

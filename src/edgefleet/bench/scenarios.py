@@ -13,7 +13,10 @@
     Everything at once: ``concurrency`` workers issue back to back. Headline: throughput.
 
 A worker calls :meth:`Issuer.run` until told to stop; each completed query is recorded as
-``(start_ns, done_ns, samples, ok)`` where ``start_ns`` is the scheduled time for ``server``.
+``(start_ns, done_ns, samples, ok)`` where ``start_ns`` is the scheduled time for ``server``
+and ``samples`` counts batch rows. When the run stops, the server scenario still issues every
+arrival that was due before the stop (they are the latest, and often the slowest, queries), for
+at most :data:`DRAIN_S` seconds; arrivals still waiting then are recorded as failed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ Record = Callable[[int, int, int, bool, str | None], None]
 """``record(start_ns, done_ns, samples, ok, error)``, called once per completed query."""
 
 _clock = time.perf_counter_ns
+DRAIN_S = 10.0
+"""How long a stopped server run keeps issuing the arrivals that were due before the stop."""
 
 
 class Issuer:
@@ -45,9 +50,11 @@ class Issuer:
 
     workers = 1
 
-    def __init__(self, target: Target, sample_count: int) -> None:
+    def __init__(self, target: Target, sample_count: int, batch: int = 1) -> None:
         self.target = target
         self.sample_count = sample_count
+        self.batch = batch
+        self.stopped_ns: int | None = None  # set by the runner just before it sets ``stop``
         self._next = itertools.count()
 
     def sample(self) -> int:
@@ -61,7 +68,7 @@ class Issuer:
             while not stop.is_set():
                 start = _clock()
                 ok, error = _call(session, self.sample())
-                record(start, _clock(), 1, ok, error)
+                record(start, _clock(), self.batch, ok, error)
         finally:
             session.close()
 
@@ -77,16 +84,18 @@ def _call(session: Session, index: int) -> tuple[bool, str | None]:
 class OfflineIssuer(Issuer):
     """Back-to-back queries from several threads: throughput."""
 
-    def __init__(self, target: Target, sample_count: int, concurrency: int) -> None:
-        super().__init__(target, sample_count)
+    def __init__(self, target: Target, sample_count: int, batch: int, concurrency: int) -> None:
+        super().__init__(target, sample_count, batch)
         self.workers = concurrency
 
 
 class MultiStreamIssuer(Issuer):
     """``samples_per_query`` samples issued together; the query ends with the last of them."""
 
-    def __init__(self, target: Target, sample_count: int, samples_per_query: int) -> None:
-        super().__init__(target, sample_count)
+    def __init__(
+        self, target: Target, sample_count: int, batch: int, samples_per_query: int
+    ) -> None:
+        super().__init__(target, sample_count, batch)
         self.per_query = samples_per_query
         self._local = threading.local()
         self._sessions: list[Session] = []
@@ -101,29 +110,34 @@ class MultiStreamIssuer(Issuer):
         return _call(session, index)
 
     def run(self, stop: threading.Event, record: Record) -> None:
-        with ThreadPoolExecutor(self.per_query, thread_name_prefix="multi-stream") as pool:
-            try:
+        samples = self.per_query * self.batch
+        try:
+            with ThreadPoolExecutor(self.per_query, thread_name_prefix="multi-stream") as pool:
                 while not stop.is_set():
                     start = _clock()
                     indices = [self.sample() for _ in range(self.per_query)]
                     results = list(pool.map(self._one, indices))
                     failed = [e for ok, e in results if not ok]
-                    ok = not failed
-                    record(start, _clock(), self.per_query, ok, failed[0] if failed else None)
-            finally:
-                pool.shutdown(wait=True)
-                for session in self._sessions:
-                    session.close()
+                    record(start, _clock(), samples, not failed, failed[0] if failed else None)
+        finally:
+            for session in self._sessions:
+                session.close()
 
 
 class ServerIssuer(Issuer):
     """Poisson arrivals at ``target_qps``; latency from the scheduled time."""
 
     def __init__(
-        self, target: Target, sample_count: int, target_qps: float, concurrency: int, seed: int
+        self,
+        target: Target,
+        sample_count: int,
+        batch: int,
+        target_qps: float,
+        concurrency: int,
+        seed: int,
     ) -> None:
-        super().__init__(target, sample_count)
-        if target_qps <= 0:
+        super().__init__(target, sample_count, batch)
+        if not 0 < target_qps < float("inf"):
             raise ConfigurationError(f"the server scenario needs a rate > 0, got {target_qps}")
         self.workers = concurrency
         self.target_qps = target_qps
@@ -140,13 +154,21 @@ class ServerIssuer(Issuer):
     def run(self, stop: threading.Event, record: Record) -> None:
         session = self.target.session()
         try:
-            while not stop.is_set():
+            while True:
                 with self._lock:
                     due = next(self._arrivals)
-                if _sleep_until(due, stop):
-                    break
+                if not stop.is_set():
+                    _sleep_until(due, stop)
+                if stop.is_set():
+                    stopped = self.stopped_ns or _clock()
+                    if due >= stopped:
+                        break  # arrived after the run ended
+                    if _clock() > stopped + DRAIN_S * 1e9:
+                        late = f"not issued within {DRAIN_S:g} s after the run ended"
+                        record(due, _clock(), self.batch, False, late)
+                        continue
                 ok, error = _call(session, self.sample())
-                record(due, _clock(), 1, ok, error)
+                record(due, _clock(), self.batch, ok, error)
         finally:
             session.close()
 
@@ -174,18 +196,23 @@ def issuer_for(
     target_qps: float | None = None,
     samples_per_query: int = 8,
     seed: int = 0,
+    batch: int = 1,
 ) -> Issuer:
-    """The issuer for ``scenario``; bad combinations raise :class:`ConfigurationError`."""
+    """The issuer for ``scenario``; bad combinations raise :class:`ConfigurationError`.
+
+    ``batch`` is the number of rows in each sample, so that throughput and energy count
+    inferences, not requests.
+    """
     if scenario == "single-stream":
-        return Issuer(target, sample_count)
+        return Issuer(target, sample_count, batch)
     if scenario == "offline":
-        return OfflineIssuer(target, sample_count, concurrency)
+        return OfflineIssuer(target, sample_count, batch, concurrency)
     if scenario == "multi-stream":
         if samples_per_query < 1:
             raise ConfigurationError("multi-stream needs at least 1 sample per query")
-        return MultiStreamIssuer(target, sample_count, samples_per_query)
+        return MultiStreamIssuer(target, sample_count, batch, samples_per_query)
     if scenario == "server":
         if target_qps is None:
             raise ConfigurationError("the server scenario needs --qps RATE or --find-max-qps")
-        return ServerIssuer(target, sample_count, target_qps, concurrency, seed)
+        return ServerIssuer(target, sample_count, batch, target_qps, concurrency, seed)
     raise ConfigurationError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")

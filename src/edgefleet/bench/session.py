@@ -19,7 +19,7 @@ from edgefleet.bench.runner import Measurement, Progress, RunPlan, measure
 from edgefleet.bench.scenarios import HEADLINE, issuer_for
 from edgefleet.bench.sustained import sustained_verdict
 from edgefleet.bench.targets import LocalTarget, RemoteTarget, Target, serve_locally
-from edgefleet.errors import ConfigurationError, TargetError
+from edgefleet.errors import ConfigurationError
 from edgefleet.runtime import Model, Pipeline, load_any
 from edgefleet.telemetry.energy import energy_result, measure_idle, open_meter
 from edgefleet.telemetry.thermal import read_thermal
@@ -78,7 +78,14 @@ def _targets(config: BenchConfig, model: Model | Pipeline, say: Say) -> list[Tar
             targets.append(LocalTarget(model))
         if config.loopback:
             say("starting edgefleet serve on loopback")
-            targets.append(serve_locally(config.model_path, model.inputs, binary=config.binary))
+            targets.append(
+                serve_locally(
+                    config.model_path,
+                    model.inputs,
+                    binary=config.binary,
+                    options=config.load_options,
+                )
+            )
         if config.cloud_emulate is not None:
             link = config.cloud_emulate.describe()
             say(f"starting edgefleet serve behind an emulated link ({link})")
@@ -89,6 +96,7 @@ def _targets(config: BenchConfig, model: Model | Pipeline, say: Say) -> list[Tar
                     emulation=config.cloud_emulate,
                     binary=config.binary,
                     seed=config.seed,
+                    options=config.load_options,
                 )
             )
         if config.cloud_url is not None:
@@ -102,37 +110,46 @@ def _targets(config: BenchConfig, model: Model | Pipeline, say: Say) -> list[Tar
     return targets
 
 
+class _EmulatedRemote(RemoteTarget):
+    """A remote endpoint reached through the emulation proxy, which it stops on close."""
+
+    def __init__(self, proxy: NetemProxy, **kwargs: Any) -> None:
+        self._proxy = proxy
+        try:
+            super().__init__(**kwargs)
+        except BaseException:
+            proxy.stop()
+            raise
+
+    def close(self) -> None:
+        """Stop the proxy."""
+        self._proxy.stop()
+
+
 def _remote(config: BenchConfig, model: Model | Pipeline) -> Target:
     assert config.cloud_url is not None
     url = config.cloud_url if "://" in config.cloud_url else f"http://{config.cloud_url}"
     name = config.cloud_model or model.name
     if config.emulate is None:
         return RemoteTarget(url, name, model.inputs, binary=config.binary)
-    host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
-    if not port.isdigit():
-        raise ConfigurationError(f"--emulate needs an explicit port in --cloud {config.cloud_url}")
-    proxy = NetemProxy(host or "127.0.0.1", int(port), config.emulate, seed=config.seed)
-    proxy.start()
-    try:
-        target = RemoteTarget(
-            f"http://127.0.0.1:{proxy.port}",
-            name,
-            model.inputs,
-            binary=config.binary,
-            kind="emulated",
-            emulation=config.emulate,
+    scheme, _, rest = url.partition("://")
+    hostport, slash, prefix = rest.partition("/")
+    host, _, port = hostport.rpartition(":")
+    if scheme != "http" or not port.isdigit():
+        raise ConfigurationError(
+            f"--emulate needs an http:// --cloud URL with an explicit port, got {config.cloud_url}"
         )
-    except BaseException:
-        proxy.stop()
-        raise
-    original_close = target.close
-
-    def close() -> None:
-        original_close()
-        proxy.stop()
-
-    target.close = close  # type: ignore[method-assign]
-    return target
+    proxy = NetemProxy(host.strip("[]") or "127.0.0.1", int(port), config.emulate, seed=config.seed)
+    proxy.start()
+    return _EmulatedRemote(
+        proxy,
+        url=f"http://{proxy.address}{slash}{prefix}",
+        model_name=name,
+        inputs=model.inputs,
+        binary=config.binary,
+        kind="emulated",
+        emulation=config.emulate,
+    )
 
 
 def _accuracy(target: Target, queries: QuerySet) -> dict[str, Any] | None:
@@ -179,12 +196,13 @@ def _slo_met(m: Measurement, slo_ms: dict[str, float]) -> bool:
 def _run(
     config: BenchConfig,
     target: Target,
-    count: int,
+    queries: QuerySet,
     plan: RunPlan,
     qps: float | None,
     meter_factory: Callable[[Target], Any],
     progress: Progress | None,
 ) -> tuple[Measurement, Any]:
+    count, batch = len(queries), queries.batch
     issuer = issuer_for(
         config.scenario,
         target,
@@ -193,6 +211,7 @@ def _run(
         target_qps=qps,
         samples_per_query=config.samples_per_query,
         seed=config.seed,
+        batch=batch,
     )
     meter = meter_factory(target)
     try:
@@ -211,13 +230,16 @@ def _run(
 def _search_max_qps(
     config: BenchConfig,
     target: Target,
-    count: int,
+    queries: QuerySet,
     say: Say,
-) -> tuple[float, list[dict[str, Any]]]:
-    """Highest Poisson rate whose p99 (and every other SLO percentile) meets the SLO.
+) -> tuple[float, list[dict[str, Any]], bool]:
+    """Highest Poisson rate (queries/s) whose percentiles meet the SLO without errors.
 
-    A short closed-loop run at the same concurrency bounds the rate; then a bisection of six
-    short server runs, each also required to achieve 95% of the rate it was asked for.
+    A short closed-loop run at the same concurrency bounds the rate; then six short server runs
+    bisect it (doubling the bound while the top rate still passes). Latency counts from the
+    scheduled time and every scheduled arrival is issued, so a rate the target cannot sustain
+    shows as a growing queue and fails the SLO. Returns the rate, the points tried and whether
+    the search was interrupted.
     """
     if not config.slo_ms:
         raise ConfigurationError("--find-max-qps needs an SLO, e.g. --slo p99=50ms")
@@ -229,24 +251,30 @@ def _search_max_qps(
         max_duration_s=None,
     )
     probe = replace(config, scenario="offline", concurrency=_concurrency(config))
-    ceiling, _ = _run(probe, target, count, short, None, lambda t: None, None)
-    low, high = 0.0, max(ceiling.throughput_qps * 1.1, 1.0)
+    ceiling, _ = _run(probe, target, queries, short, None, lambda t: None, None)
+    if ceiling.interrupted:
+        return 0.0, [], True
+    low, high = 0.0, max(ceiling.queries / max(ceiling.duration_s, 1e-9) * 1.1, 1.0)
     points: list[dict[str, Any]] = []
     for _ in range(6):
-        rate = (low + high) / 2 if points else high
-        m, _ = _run(config, target, count, short, rate, lambda t: None, None)
-        met = _slo_met(m, config.slo_ms) and m.throughput_qps >= 0.95 * rate
+        rate = high if not points or low == high else (low + high) / 2
+        m, _ = _run(config, target, queries, short, rate, lambda t: None, None)
+        if m.interrupted:
+            return low, points, True
+        met = _slo_met(m, config.slo_ms)
         p99 = float(np.percentile(m.latencies_ms, 99)) if m.latencies_ms.size else None
         points.append({"qps": round(rate, 3), "p99_ms": p99, "met": met})
         say(
             f"  {target.name}: {rate:9.1f} qps -> p99 {p99 or float('nan'):.3f} ms "
             f"{'meets' if met else 'misses'} the SLO"
         )
-        if met:
+        if met and rate == high:
+            low, high = rate, rate * 2  # the bound was too low: look higher
+        elif met:
             low = rate
         else:
             high = rate
-    return low, points
+    return low, points, False
 
 
 def run_bench(
@@ -310,8 +338,9 @@ def _measure_all(
     say: Say,
     progress_for: Callable[[str], Progress | None],
 ) -> None:
-    targets = _targets(config, model, say)
+    targets: list[Target] = []
     try:
+        targets = _targets(config, model, say)
         probe = open_meter(
             config.energy,
             root=config.sysfs_root,
@@ -342,9 +371,10 @@ def _measure_all(
             )
             report["targets"].append(entry)
             if entry["interrupted"]:
-                report["partial"] = True
-                say("interrupted: writing a partial report")
-                break
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        report["partial"] = True
+        say("interrupted: writing a partial report")
     finally:
         for target in targets:
             target.close()
@@ -363,30 +393,46 @@ def _measure_target(
     accuracy = _accuracy(target, queries)
     qps = config.target_qps
     search: list[dict[str, Any]] = []
+    found = False
     if config.scenario == "server" and config.find_max_qps:
         say(f"{target.name}: searching the highest rate that meets the SLO")
-        qps, search = _search_max_qps(config, target, len(queries), say)
-        if qps <= 0:
-            raise TargetError(f"{target.name}: no rate met the SLO {config.slo_ms}")
+        qps, search, interrupted = _search_max_qps(config, target, queries, say)
+        if interrupted:
+            raise KeyboardInterrupt
+        found = qps > 0
+        if not found:
+            qps = min((p["qps"] for p in search), default=1.0)
+            say(f"{target.name}: no rate met the SLO; measuring the lowest tried, {qps:g} qps")
     say(
         f"{target.name}: {config.scenario} for {plan.duration_s:g} s "
         f"(at least {plan.min_queries} queries)"
     )
-    m, meter = _run(config, target, len(queries), plan, qps, meter_for, progress)
-    if m.queries and m.errors == m.queries:
-        raise TargetError(f"{target.name}: every query failed; the first: {m.first_error}")
+    m, meter = _run(config, target, queries, plan, qps, meter_for, progress)
     entry = target_entry(target, config.scenario, m)
     entry["accuracy"] = accuracy
-    if meter is not None and m.joules is not None:
-        result = energy_result(meter, idle_watts, m.joules, m.duration_s, m.samples)
-        entry["energy"] = {**result.as_dict(), "description": result.description}
+    entry["energy"] = _energy(meter, idle_watts, m)
     if config.scenario == "server":
         entry["server"] = {
             "target_qps": None if qps is None else round(qps, 3),
-            "achieved_qps": round(m.throughput_qps, 3),
-            "max_qps_at_slo": round(qps, 3) if config.find_max_qps and qps else None,
+            "achieved_qps": round(m.queries / m.duration_s, 3) if m.duration_s else 0.0,
+            "max_qps_at_slo": round(qps, 3) if found and qps else None,
             "search": search,
         }
     if config.sustained_s is not None:
         entry["sustained"] = sustained_verdict(m, plan.window_s)
     return entry
+
+
+def _energy(meter: Any, idle_watts: float, m: Measurement) -> dict[str, Any]:
+    """The report's energy entry; values are null when nothing was measured."""
+    if meter is not None and m.joules is not None and m.samples > 0 and m.duration_s > 0:
+        result = energy_result(meter, idle_watts, m.joules, m.duration_s, m.samples)
+        return {**result.as_dict(), "description": result.description}
+    return {
+        "meter": getattr(meter, "name", None),
+        "estimated": bool(getattr(meter, "estimated", False)),
+        "description": "not measured: no successful inference in the measured period",
+        "mean_watts": None,
+        "idle_watts": idle_watts,
+        "mj_per_inference": None,
+    }

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -255,10 +255,46 @@ class _ServedTarget(RemoteTarget):
         self._served.stop()
 
 
-def _drain(stream: IO[str]) -> None:
-    """Read the server's stderr to its end so that the pipe never fills, then close it."""
-    with stream:
-        stream.read()
+class _StartupWatch:
+    """Read the server's stderr on a thread: find the announced URL, then keep the pipe drained.
+
+    Lines before the announcement (warnings, say) are kept for the error message if the server
+    never announces itself.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self.port: int | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        with stream:
+            for line in stream:
+                if self.port is None:
+                    self.lines.append(line)
+                    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+                    if match:
+                        self.port = int(match.group(1))
+                        self.done.set()
+        self.done.set()
+
+
+def serve_command(model_path: Path, options: Mapping[str, Any]) -> list[str]:
+    """The `edgefleet serve` command line for ``model_path`` with runtime ``options``.
+
+    >>> serve_command(Path("m.onnx"), {"intra_op_threads": 1, "spin_wait": True})[-3:]
+    ['--threads', '1', '--spin-wait']
+    """
+    command = [sys.executable, "-m", "edgefleet", "serve", str(model_path), "--name", "bench"]
+    command += ["--host", "127.0.0.1", "--port", "0"]
+    if "intra_op_threads" in options:
+        command += ["--threads", str(options["intra_op_threads"])]
+    if "spin_wait" in options:
+        command.append("--spin-wait" if options["spin_wait"] else "--no-spin-wait")
+    if "providers" in options:
+        command += ["--providers", ",".join(options["providers"])]
+    return command
 
 
 def serve_locally(
@@ -269,34 +305,30 @@ def serve_locally(
     binary: bool = True,
     name: str | None = None,
     seed: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    start_timeout_s: float = 120.0,
 ) -> RemoteTarget:
     """Start `edgefleet serve MODEL` on a free loopback port and return it as a target.
 
-    With ``emulation`` the target is the emulation proxy in front of the server: "what the cloud
-    would look like" for this model (target name ``cloud``); without, the server itself
-    (``loopback``).
+    ``options`` are the runtime options of the measured model (threads, spin-wait, providers),
+    so that the server runs the model as the in-process target does. With ``emulation`` the
+    target is the emulation proxy in front of the server: "what the cloud would look like" for
+    this model (target name ``cloud``); without, the server itself (``loopback``).
     """
-    command = [sys.executable, "-m", "edgefleet", "serve", str(model_path), "--name", "bench"]
     proc = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", "0"],
+        serve_command(model_path, options or {}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-    if not match:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        with proc.stderr:
-            said = (line + proc.stderr.read()).strip()
-        raise TargetError(f"edgefleet serve {model_path} did not start: {said[-500:]}")
-    port = int(match.group(1))
-    threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
+    watch = _StartupWatch(proc.stderr)
+    watch.done.wait(start_timeout_s)
+    if watch.port is None:
+        _Served(proc, None).stop()
+        said = "".join(watch.lines).strip()[-500:] or f"nothing within {start_timeout_s:g} s"
+        raise TargetError(f"edgefleet serve {model_path} did not start: {said}")
+    port = watch.port
     proxy = None
     if emulation is not None:
         proxy = NetemProxy("127.0.0.1", port, emulation, seed=seed)

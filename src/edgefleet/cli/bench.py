@@ -141,7 +141,10 @@ def run(
     duration: Annotated[str, typer.Option(help="Minimum measured time: 10, 30s, 5m.")] = "10s",
     min_queries: Annotated[int, typer.Option(help="Minimum measured queries.")] = 100,
     warmup: Annotated[str, typer.Option(help="Warm-up excluded from results.")] = "1s",
-    window: Annotated[str, typer.Option(help="Window for the timeline and stability.")] = "1s",
+    window: Annotated[
+        str | None,
+        typer.Option(help="Window for the timeline and stability [1s; sustained: 60s]."),
+    ] = None,
     batch: Annotated[int, typer.Option(help="Samples per request (dynamic batch dim).")] = 1,
     concurrency: Annotated[
         int | None, typer.Option(help="Load threads [offline: cores; server: 16].")
@@ -216,7 +219,7 @@ def run(
     from edgefleet.bench.session import BenchConfig, run_bench
     from edgefleet.bench.settings import BenchSettings
     from edgefleet.bench.units import parse_duration
-    from edgefleet.errors import ConfigurationError
+    from edgefleet.errors import ConfigurationError, TargetError
 
     if scenario not in SCENARIOS:
         raise ConfigurationError(
@@ -228,9 +231,10 @@ def run(
         raise ConfigurationError("--emulate needs --cloud URL (or use --cloud-emulate SPEC)")
     if min_queries < 1 or batch < 1:
         raise ConfigurationError("--min-queries and --batch must be >= 1")
-    window_s = parse_duration(window, "--window")
-    if sustained and window == "1s":
-        window_s = 60.0
+    window_s = parse_duration(window, "--window") if window else (60.0 if sustained else 1.0)
+    for option, value in (("--qps", qps), ("--watts", watts)):
+        if value is not None and not 0 < value < float("inf"):
+            raise ConfigurationError(f"{option} must be a positive number, got {value}")
     plan = RunPlan(
         duration_s=parse_duration(duration, "--duration"),
         min_queries=min_queries,
@@ -268,6 +272,14 @@ def run(
     )
     if not model.exists():
         raise ConfigurationError(f"model {model} does not exist")
+    try:  # fail now, not after a long run, if the report cannot be written
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").touch()
+        (out / ".write-test").unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write the report to {out}: {exc.strerror or exc}"
+        ) from None
     say = lambda line: typer.echo(line, err=True)  # noqa: E731
     report = run_bench(config, say=say, progress_for=_Progress)
     json_path, html_path = write_report(report, out)
@@ -277,6 +289,10 @@ def run(
     typer.echo(f"{state}: {json_path}  {html_path}")
     if report["partial"]:
         raise typer.Exit(130)
+    failed = [t["name"] for t in report["targets"] if t["queries"] and t["errors"] == t["queries"]]
+    if failed:
+        first = next(t["first_error"] for t in report["targets"] if t["name"] == failed[0])
+        raise TargetError(f"every query to {', '.join(failed)} failed; the first: {first}")
 
 
 @bench_app.command("compare")

@@ -142,7 +142,7 @@ def test_stability_needs_three_windows_within_ten_percent() -> None:
     assert isinstance(stable, bool)
     assert why
     m.windows = m.windows[:2]
-    assert m.stability() == (False, "only 2 windows with queries; 3 are needed to judge")
+    assert m.stability() == (False, "only 2 windows; 3 are needed to judge")
 
 
 @pytest.mark.parametrize(
@@ -159,3 +159,30 @@ def test_bad_scenario_settings_are_refused(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         issuer_for(scenario, ScriptedTarget(0), 1, concurrency=1, **options)
+
+
+def test_a_stopped_server_run_still_issues_every_arrival_that_was_due() -> None:
+    # The target slows to 50 ms per query near the end: arrivals pile up behind it. They were
+    # due before the run ended, so they are issued and their lateness is measured.
+    target = ScriptedTarget(service_s=0.001, stall_s=0.0, stall_at_call=-1)
+    server = issuer_for("server", target, 1, concurrency=2, target_qps=200, seed=5)
+    original = target.run
+
+    def slow_late(index: int) -> dict[str, Any]:
+        if target.calls > 120:
+            time.sleep(0.05)
+        return original(index)
+
+    target.run = slow_late  # type: ignore[method-assign]
+    m = measure(server, RunPlan(duration_s=1.0, min_queries=10, warmup_s=0, window_s=0.5))
+    assert m.queries > 0.7 * 200  # about 200 arrivals were due in the measured second
+    assert float(m.latencies_ms.max()) > 200  # the backlog's lateness is in the tail
+    assert m.duration_s > 1.5  # the run lasted until the backlog was served
+
+
+def test_throughput_counts_batch_rows_and_only_successful_queries() -> None:
+    target = ScriptedTarget(service_s=0.005)
+    issuer = issuer_for("single-stream", target, 1, concurrency=1, batch=8)
+    m = measure(issuer, RunPlan(duration_s=0.3, min_queries=5, warmup_s=0, window_s=0.1))
+    assert m.samples == 8 * m.queries
+    assert m.throughput_qps == m.samples / m.duration_s

@@ -66,6 +66,7 @@ def test_labelled_queries_cut_rows_into_batches(tmp_path: Path) -> None:
     assert qs.samples[0]["input"].dtype == np.float32
     assert qs.labels is not None
     assert qs.labels[1].tolist() == [3, 4, 5]
+    assert qs.batch == 3
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,10 @@ def test_labelled_queries_cut_rows_into_batches(tmp_path: Path) -> None:
         ({"x": np.ones((4, 2))}, "no array 'y'"),
         ({"y": np.arange(4)}, "needs an array 'x'"),
         ({"x": np.ones((4, 2)), "y": np.arange(3)}, "has 4 rows but 'y' has 3"),
-        ({"x": np.ones((4, 2)), "y": np.ones(4)}, "integer class ids"),
+        ({"x": np.ones((4, 2)), "y": np.ones(4)}, "one integer class id per row"),
+        ({"x": np.ones((4, 2)), "y": np.zeros((4, 2), np.int64)}, "one integer class id per row"),
+        ({"x": np.ones((4, 3)), "y": np.arange(4)}, r"rows of 'input' have shape \[3\]"),
+        ({"x": np.ones((4, 2, 2)), "y": np.arange(4)}, "the model expects"),
     ],
 )
 def test_bad_label_files_say_what_is_wrong(
