@@ -18,7 +18,13 @@ from edgefleet.bench.report import new_report, target_entry
 from edgefleet.bench.runner import Measurement, Progress, RunPlan, measure
 from edgefleet.bench.scenarios import HEADLINE, issuer_for
 from edgefleet.bench.sustained import sustained_verdict
-from edgefleet.bench.targets import LocalTarget, RemoteTarget, Target, serve_locally
+from edgefleet.bench.targets import (
+    LocalTarget,
+    ManagedTarget,
+    RemoteTarget,
+    Target,
+    serve_locally,
+)
 from edgefleet.errors import ConfigurationError
 from edgefleet.runtime import Model, Pipeline, load_any
 from edgefleet.telemetry.energy import energy_result, measure_idle, open_meter
@@ -110,22 +116,6 @@ def _targets(config: BenchConfig, model: Model | Pipeline, say: Say) -> list[Tar
     return targets
 
 
-class _EmulatedRemote(RemoteTarget):
-    """A remote endpoint reached through the emulation proxy, which it stops on close."""
-
-    def __init__(self, proxy: NetemProxy, **kwargs: Any) -> None:
-        self._proxy = proxy
-        try:
-            super().__init__(**kwargs)
-        except BaseException:
-            proxy.stop()
-            raise
-
-    def close(self) -> None:
-        """Stop the proxy."""
-        self._proxy.stop()
-
-
 def _remote(config: BenchConfig, model: Model | Pipeline) -> Target:
     assert config.cloud_url is not None
     url = config.cloud_url if "://" in config.cloud_url else f"http://{config.cloud_url}"
@@ -141,8 +131,8 @@ def _remote(config: BenchConfig, model: Model | Pipeline) -> Target:
         )
     proxy = NetemProxy(host.strip("[]") or "127.0.0.1", int(port), config.emulate, seed=config.seed)
     proxy.start()
-    return _EmulatedRemote(
-        proxy,
+    return ManagedTarget(
+        proxy.stop,
         url=f"http://{proxy.address}{slash}{prefix}",
         model_name=name,
         inputs=model.inputs,

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -28,7 +28,15 @@ from edgefleet.runtime import Model, Pipeline, TensorSpec
 from edgefleet.runtime.oip.client import OIPClient, OIPError, encode_request
 from edgefleet.runtime.oip.codec import decode_response_outputs
 
-__all__ = ["LocalTarget", "RemoteTarget", "Session", "Target", "serve_locally"]
+__all__ = [
+    "LocalTarget",
+    "ManagedTarget",
+    "RemoteTarget",
+    "Session",
+    "Target",
+    "serve_command",
+    "serve_locally",
+]
 
 Outputs = dict[str, NDArray[Any]]
 
@@ -242,17 +250,20 @@ class _Served:
                 self.proc.wait()
 
 
-class _ServedTarget(RemoteTarget):
-    def __init__(self, served: _Served, **kwargs: Any) -> None:
-        self._served = served
+class ManagedTarget(RemoteTarget):
+    """A remote target that owns what stands behind it (a proxy, a server) and stops it."""
+
+    def __init__(self, stop: Callable[[], None], **kwargs: Any) -> None:
+        self._stop = stop
         try:
             super().__init__(**kwargs)
         except BaseException:
-            served.stop()
+            stop()
             raise
 
     def close(self) -> None:
-        self._served.stop()
+        """Stop what the target owns."""
+        self._stop()
 
 
 class _StartupWatch:
@@ -338,9 +349,8 @@ def serve_locally(
             _Served(proc, None).stop()
             raise
         port = proxy.port
-    served = _Served(proc, proxy)
-    return _ServedTarget(
-        served,
+    return ManagedTarget(
+        _Served(proc, proxy).stop,
         url=f"http://127.0.0.1:{port}",
         model_name="bench",
         inputs=inputs,
