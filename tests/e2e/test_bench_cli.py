@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,25 @@ def bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
 def report_of(out: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((out / "report.json").read_text())
     return data
+
+
+@contextmanager
+def served(model: Path, name: str) -> Iterator[str]:
+    """`edgefleet serve MODEL --name NAME` on a free port; yields ``127.0.0.1:PORT``."""
+    server = subprocess.Popen(
+        [*CLI, "serve", str(model), "--name", name, "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        port = re.search(r":(\d+)/", server.stderr.readline())
+        assert port
+        yield f"127.0.0.1:{port.group(1)}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -104,17 +125,8 @@ def test_cloud_emulate_measures_edge_and_an_emulated_cloud(
 
 
 def test_a_remote_endpoint_in_json_and_loopback_serve(digits_path: Path, tmp_path: Path) -> None:
-    server = subprocess.Popen(
-        [*CLI, "serve", str(digits_path), "--name", "digits", "--port", "0"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stderr is not None
-        port = re.search(r":(\d+)/", server.stderr.readline())
-        assert port
-        out = tmp_path / "r"
+    out = tmp_path / "r"
+    with served(digits_path, "digits") as address:
         result = bench(
             str(digits_path),
             *QUICK,
@@ -123,22 +135,19 @@ def test_a_remote_endpoint_in_json_and_loopback_serve(digits_path: Path, tmp_pat
             "--format",
             "json",
             "--cloud",
-            f"127.0.0.1:{port.group(1)}",
+            address,
             "--cloud-model",
             "digits",
             "--out",
             str(out),
         )
-        assert result.returncode == 0, result.stderr
-        loopback, cloud = report_of(out)["targets"]
-        assert loopback["name"] == "loopback"
-        assert loopback["format"] == "json"
-        assert cloud["name"] == "cloud"
-        assert cloud["kind"] == "remote"
-        assert cloud["errors"] == 0
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=30)
+    assert result.returncode == 0, result.stderr
+    loopback, cloud = report_of(out)["targets"]
+    assert loopback["name"] == "loopback"
+    assert loopback["format"] == "json"
+    assert cloud["name"] == "cloud"
+    assert cloud["kind"] == "remote"
+    assert cloud["errors"] == 0
 
 
 def test_ctrl_c_writes_a_partial_report(digits_path: Path, tmp_path: Path) -> None:
@@ -195,31 +204,19 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
 def test_an_endpoint_serving_another_model_is_refused(
     digits_path: Path, echo_path: Path, tmp_path: Path
 ) -> None:
-    server = subprocess.Popen(
-        [*CLI, "serve", str(echo_path), "--name", "digits", "--port", "0"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stderr is not None
-        port = re.search(r":(\d+)/", server.stderr.readline())
-        assert port
+    with served(echo_path, "digits") as address:
         result = bench(
             str(digits_path),
             *QUICK,
             "--cloud",
-            f"127.0.0.1:{port.group(1)}",
+            address,
             "--cloud-model",
             "digits",
             "--out",
             str(tmp_path / "r"),
         )
-        assert result.returncode == 5
-        assert "has no input 'input'" in result.stderr
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=30)
+    assert result.returncode == 5
+    assert "has no input 'input'" in result.stderr
 
 
 def test_compare_ranks_reports_and_explains(digits_path: Path, tmp_path: Path) -> None:

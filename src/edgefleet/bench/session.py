@@ -82,24 +82,17 @@ def _targets(config: BenchConfig, model: Model | Pipeline, say: Say) -> list[Tar
     try:
         if config.edge:
             targets.append(LocalTarget(model))
-        if config.loopback:
-            say("starting edgefleet serve on loopback")
-            targets.append(
-                serve_locally(
-                    config.model_path,
-                    model.inputs,
-                    binary=config.binary,
-                    options=config.load_options,
-                )
-            )
+        local_servers: list[Emulation | None] = [None] if config.loopback else []
         if config.cloud_emulate is not None:
-            link = config.cloud_emulate.describe()
-            say(f"starting edgefleet serve behind an emulated link ({link})")
+            local_servers.append(config.cloud_emulate)
+        for link in local_servers:
+            where = f"behind an emulated link ({link.describe()})" if link else "on loopback"
+            say(f"starting edgefleet serve {where}")
             targets.append(
                 serve_locally(
                     config.model_path,
                     model.inputs,
-                    emulation=config.cloud_emulate,
+                    emulation=link,
                     binary=config.binary,
                     seed=config.seed,
                     options=config.load_options,
