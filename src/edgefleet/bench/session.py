@@ -25,9 +25,14 @@ from edgefleet.bench.targets import (
     Target,
     serve_locally,
 )
-from edgefleet.errors import ConfigurationError
+from edgefleet.errors import ConfigurationError, MeterError
 from edgefleet.runtime import Model, Pipeline, load_any
-from edgefleet.telemetry.energy import energy_result, measure_idle, open_meter
+from edgefleet.telemetry.energy import (
+    energy_result,
+    measure_idle,
+    open_meter,
+    read_clock_event_reasons,
+)
 from edgefleet.telemetry.thermal import read_thermal
 
 __all__ = ["BenchConfig", "run_bench"]
@@ -166,6 +171,14 @@ def _concurrency(config: BenchConfig) -> int:
     return 16 if config.scenario == "server" else max(1, os.cpu_count() or 1)
 
 
+def _gpu_reasons() -> tuple[str, ...]:
+    """NVIDIA clock-event reasons (thermal or power slowdown) when NVML and a GPU are present."""
+    try:
+        return read_clock_event_reasons()
+    except MeterError:  # no NVML bindings or no GPU: other sensors still speak
+        return ()
+
+
 def _slo_met(m: Measurement, slo_ms: dict[str, float]) -> bool:
     if m.latencies_ms.size == 0 or m.errors:
         return False
@@ -202,7 +215,7 @@ def _run(
             issuer,
             plan,
             meter=meter,
-            thermal=lambda: read_thermal(config.sysfs_root),
+            thermal=lambda: read_thermal(config.sysfs_root, _gpu_reasons()),
             progress=progress,
         ), meter
     finally:
