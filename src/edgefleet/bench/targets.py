@@ -10,6 +10,7 @@ thread, because HTTP connections are not shared between threads.
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import subprocess
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 Outputs = dict[str, NDArray[Any]]
+log = logging.getLogger(__name__)
 
 
 class Session(Protocol):
@@ -197,7 +199,15 @@ class RemoteTarget:
             raise TargetError(f"{self.url}: model {self.model_name!r}: {exc}") from None
         finally:
             client.close()
-        theirs = {t.get("name"): t for t in meta.get("inputs", [])}
+        theirs = {t.get("name"): t for t in meta.get("inputs") or []}
+        if not theirs:  # MLServer's custom models, for one, publish no tensor metadata
+            log.warning(
+                "%s model %r publishes no inputs in its metadata; sending the local model's "
+                "inputs unchecked",
+                self.url,
+                self.model_name,
+            )
+            return
         for spec in inputs:
             remote = theirs.get(spec.name)
             if remote is None:
