@@ -1,9 +1,11 @@
 """Pure telemetry algorithms used on devices and on the server.
 
-Latency sketches, confidence statistics, snapshots that serialise and merge, and the recorder
-the runtime calls on every inference.
+Latency sketches, confidence statistics, snapshots that serialise and merge, the recorder
+the runtime calls on every inference, and temperature-scaling calibration. Energy meters and
+thermal readers live in :mod:`edgefleet.telemetry.energy` and :mod:`edgefleet.telemetry.thermal`.
 """
 
+from edgefleet.telemetry.calibration import TemperatureScaling, fit_temperature
 from edgefleet.telemetry.confidence import ConfidenceExtractor, MaxProbability
 from edgefleet.telemetry.confidence_stats import ConfidenceStats
 from edgefleet.telemetry.latency_sketch import LatencySketch
@@ -18,4 +20,6 @@ __all__ = [
     "MaxProbability",
     "RowRing",
     "TelemetrySnapshot",
+    "TemperatureScaling",
+    "fit_temperature",
 ]
