@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from edgefleet.errors import EdgefleetError
 from edgefleet.runtime.dtypes import from_numpy
-from edgefleet.runtime.oip.codec import decode_response_outputs, to_binary
+from edgefleet.runtime.oip.codec import decode_response_outputs, encode_tensor
 
 __all__ = ["OIPClient", "OIPError"]
 
@@ -133,23 +133,10 @@ def encode_request(
     """Encode an inference request body and its headers."""
     tensors, blobs = [], []
     for name, array in inputs.items():
-        element = from_numpy(array.dtype)
-        tensor: dict[str, Any] = {
-            "name": name,
-            "datatype": element.datatype,
-            "shape": list(array.shape),
-        }
-        if binary:
-            blob = to_binary(element, array)
-            tensor["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        elif element.is_string:
-            tensor["data"] = [
-                v.decode() if isinstance(v, bytes) else str(v) for v in array.ravel().tolist()
-            ]
-        else:
-            tensor["data"] = array.ravel().tolist()
+        tensor, blob = encode_tensor(name, from_numpy(array.dtype), array, binary=binary)
         tensors.append(tensor)
+        if blob is not None:
+            blobs.append(blob)
     request: dict[str, Any] = {"inputs": tensors}
     headers = {"Content-Type": "application/json"}
     if binary:

@@ -252,20 +252,10 @@ def encode_response(
     items = []
     blobs = []
     for name, element, arr, binary in outputs:
-        entry: dict[str, Any] = {
-            "name": name,
-            "datatype": element.datatype,
-            "shape": list(arr.shape),
-        }
-        if binary:
-            blob = to_binary(element, arr)
-            entry["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        elif element.is_string:
-            entry["data"] = [_text(v) for v in arr.ravel().tolist()]
-        else:
-            entry["data"] = arr.ravel().tolist()
+        entry, blob = encode_tensor(name, element, arr, binary=binary)
         items.append(entry)
+        if blob is not None:
+            blobs.append(blob)
     response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": items}
     if request_id is not None:
         response["id"] = request_id
@@ -273,6 +263,25 @@ def encode_response(
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)
+
+
+def encode_tensor(
+    name: str, element: ElementType, arr: NDArray[Any], *, binary: bool
+) -> tuple[dict[str, Any], bytes | None]:
+    """One tensor's JSON entry, and its raw bytes when it travels as binary data.
+
+    Requests and responses describe tensors the same way, so both encoders use this.
+    """
+    entry: dict[str, Any] = {"name": name, "datatype": element.datatype, "shape": list(arr.shape)}
+    if binary:
+        blob = to_binary(element, arr)
+        entry["parameters"] = {"binary_data_size": len(blob)}
+        return entry, blob
+    if element.is_string:
+        entry["data"] = [_text(v) for v in arr.ravel().tolist()]
+    else:
+        entry["data"] = arr.ravel().tolist()
+    return entry, None
 
 
 def _text(value: Any) -> str:
