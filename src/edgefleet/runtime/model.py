@@ -218,9 +218,7 @@ class Model:
     def close(self, timeout: float = 30.0) -> None:
         """Refuse new calls, wait for running ones (up to ``timeout`` s), free the session."""
         self._closing = True
-        deadline = time.monotonic() + timeout
-        while self._inflight and time.monotonic() < deadline:
-            time.sleep(0.001)
+        wait_for_drain(self._inflight, timeout)
         if self._inflight:
             log.warning("closing %s with %d calls still running", self.name, len(self._inflight))
         self._runner.close()
@@ -246,6 +244,17 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<Model {self.name}:{self.version} on {self.providers[0]}>"
+
+
+def wait_for_drain(inflight: list[None], timeout: float) -> float:
+    """Wait until ``inflight`` (one entry per running call) empties or ``timeout`` passes.
+
+    Returns the deadline (a ``time.monotonic`` value), so callers can share what is left of it.
+    """
+    deadline = time.monotonic() + timeout
+    while inflight and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return deadline
 
 
 def _read_model(path: Path) -> tuple[int, onnx.ModelProto]:

@@ -42,7 +42,7 @@ from edgefleet.errors import (
     UnexpectedInputError,
 )
 from edgefleet.runtime.glue import GlueStep, get_glue
-from edgefleet.runtime.model import Model, load
+from edgefleet.runtime.model import Model, load, wait_for_drain
 from edgefleet.runtime.spec import TensorSpec
 from edgefleet.telemetry import InferenceRecorder, MaxProbability, TelemetrySnapshot
 
@@ -233,9 +233,7 @@ class Pipeline:
     def close(self, timeout: float = 30.0) -> None:
         """Refuse new calls, let running ones finish, close every model stage."""
         self._closing = True
-        deadline = time.monotonic() + timeout
-        while self._inflight and time.monotonic() < deadline:
-            time.sleep(0.001)
+        deadline = wait_for_drain(self._inflight, timeout)
         for stage in self.stages:
             if stage.model is not None:
                 stage.model.close(max(0.0, deadline - time.monotonic()))
