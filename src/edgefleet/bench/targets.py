@@ -306,6 +306,10 @@ def serve_command(model_path: Path, options: Mapping[str, Any]) -> list[str]:
 
     >>> serve_command(Path("m.onnx"), {"intra_op_threads": 1, "spin_wait": True})[-3:]
     ['--threads', '1', '--spin-wait']
+    >>> serve_command(Path("m.onnx"), {"providers": "auto"})[-2:]
+    ['--providers', 'auto']
+    >>> serve_command(Path("m.onnx"), {"providers": ("A", "B")})[-2:]
+    ['--providers', 'A,B']
     """
     command = [sys.executable, "-m", "edgefleet", "serve", str(model_path), "--name", "bench"]
     command += ["--host", "127.0.0.1", "--port", "0"]
@@ -314,7 +318,8 @@ def serve_command(model_path: Path, options: Mapping[str, Any]) -> list[str]:
     if "spin_wait" in options:
         command.append("--spin-wait" if options["spin_wait"] else "--no-spin-wait")
     if "providers" in options:
-        command += ["--providers", ",".join(options["providers"])]
+        providers = options["providers"]
+        command += ["--providers", providers if isinstance(providers, str) else ",".join(providers)]
     return command
 
 

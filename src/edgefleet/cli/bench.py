@@ -107,13 +107,15 @@ def _load_options(
     threads: int | None, spin_wait: bool | None, providers: str | None
 ) -> dict[str, Any]:
     """Runtime options for the measured model; only those given, the rest keep their default."""
+    from edgefleet.runtime.options import parse_providers
+
     options: dict[str, Any] = {}
     if threads is not None:
         options["intra_op_threads"] = threads
     if spin_wait is not None:
         options["spin_wait"] = spin_wait
     if providers:
-        options["providers"] = tuple(p.strip() for p in providers.split(",") if p.strip())
+        options["providers"] = parse_providers(providers)
     return options
 
 

@@ -14,7 +14,7 @@ import onnxruntime as ort
 from edgefleet.errors import ConfigurationError
 from edgefleet.telemetry import ConfidenceExtractor
 
-__all__ = ["PREFERRED_PROVIDERS", "LoadOptions", "resolve_providers"]
+__all__ = ["PREFERRED_PROVIDERS", "LoadOptions", "parse_providers", "resolve_providers"]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,19 @@ class LoadOptions:
         key = "|".join([model_bytes_digest, ort.__version__, self.graph_optimization, *providers])
         digest = hashlib.sha256(key.encode()).hexdigest()[:24]
         return self.optimized_cache_dir / f"{digest}.optimized.onnx"
+
+
+def parse_providers(text: str) -> tuple[str, ...] | Literal["auto"]:
+    """A command-line provider list: ``auto`` or comma-separated names.
+
+    >>> parse_providers("CUDAExecutionProvider, CPUExecutionProvider")
+    ('CUDAExecutionProvider', 'CPUExecutionProvider')
+    >>> parse_providers("auto")
+    'auto'
+    """
+    if text.strip() == "auto":
+        return "auto"
+    return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
 def resolve_providers(requested: tuple[str, ...] | Literal["auto"]) -> list[str]:

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edgefleet.runtime.options import parse_providers
+
 __all__ = ["ServeSettings"]
 
 
@@ -49,9 +51,7 @@ class ServeSettings(BaseSettings):
 
     def load_options(self) -> dict[str, object]:
         """Keyword options for :func:`edgefleet.runtime.load_any`."""
-        providers: object = "auto"
-        if self.providers != "auto":
-            providers = tuple(p.strip() for p in self.providers.split(",") if p.strip())
+        providers = parse_providers(self.providers)
         options: dict[str, object] = {
             "version": self.version,
             "nan_policy": self.nan_policy,
