@@ -23,14 +23,31 @@ catalog each; nothing here knows about HTTP.
     │   ├── PayloadTooLargeError        protocol.too_large
     │   └── UnsupportedError            protocol.unsupported
     ├── MeterError                      energy.meter
-    └── TargetError                     bench.target
+    ├── TargetError                     bench.target
+    ├── AuthError                       auth.denied
+    │   └── ForbiddenError              auth.forbidden
+    ├── NotFoundError                   resource.not_found
+    ├── ConflictError                   resource.conflict
+    ├── StoreError                      store.failed
+    ├── VerificationError               trust.verification
+    │   ├── DowngradeError              trust.downgrade
+    │   └── ExpiredError                trust.expired
+    ├── CompatibilityError              model.incompatible
+    ├── SmokeTestError                  model.smoke_test
+    └── UplinkError                     agent.uplink
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthError",
+    "CompatibilityError",
     "ConfigurationError",
+    "ConflictError",
+    "DowngradeError",
     "EdgefleetError",
+    "ExpiredError",
+    "ForbiddenError",
     "InferenceError",
     "InputDTypeError",
     "InputError",
@@ -41,12 +58,17 @@ __all__ = [
     "ModelNotFoundError",
     "ModelUnavailableError",
     "NonFiniteInputError",
+    "NotFoundError",
     "PayloadTooLargeError",
     "PipelineError",
     "ProtocolError",
+    "SmokeTestError",
+    "StoreError",
     "TargetError",
     "UnexpectedInputError",
     "UnsupportedError",
+    "UplinkError",
+    "VerificationError",
 ]
 
 
@@ -156,3 +178,69 @@ class TargetError(EdgefleetError):
     """A benchmark target cannot be reached or does not serve the model being measured."""
 
     code = "bench.target"
+
+
+class AuthError(EdgefleetError):
+    """A request carries no credential, or one that is unknown, revoked or expired."""
+
+    code = "auth.denied"
+
+
+class ForbiddenError(AuthError):
+    """A valid credential asks for something it may not do (a device on an operator endpoint)."""
+
+    code = "auth.forbidden"
+
+
+class NotFoundError(EdgefleetError):
+    """A fleet resource (device, model version, token, job) does not exist."""
+
+    code = "resource.not_found"
+
+
+class ConflictError(EdgefleetError):
+    """A request conflicts with what is stored (a model version pushed twice with other bytes)."""
+
+    code = "resource.conflict"
+
+
+class StoreError(EdgefleetError):
+    """The control plane's database could not be opened, migrated or written."""
+
+    code = "store.failed"
+
+
+class VerificationError(EdgefleetError):
+    """Update metadata, a signature or downloaded bytes failed verification."""
+
+    code = "trust.verification"
+
+
+class DowngradeError(VerificationError):
+    """An update would move a device to an older release than it already accepted."""
+
+    code = "trust.downgrade"
+
+
+class ExpiredError(VerificationError):
+    """Signed metadata or a signed desired state has expired (a freeze attack, or a stale server)."""
+
+    code = "trust.expired"
+
+
+class CompatibilityError(EdgefleetError):
+    """A model cannot run on this device (opset, execution providers, memory)."""
+
+    code = "model.incompatible"
+
+
+class SmokeTestError(EdgefleetError):
+    """A model's outputs on its golden inputs differ from the expected outputs."""
+
+    code = "model.smoke_test"
+
+
+class UplinkError(EdgefleetError):
+    """The agent could not reach the control plane, or the control plane refused a request."""
+
+    code = "agent.uplink"

@@ -1,0 +1,220 @@
+"""Device API, version 1: the bodies agents and the control plane exchange.
+
+Every path is under ``/api/device/v1``. Devices authenticate with ``Authorization: Bearer
+<credential>``, where the credential was returned once by :class:`EnrollResponse`.
+
+============================  ======  ==================================  ===========================
+path                          method  request body                        response body
+============================  ======  ==================================  ===========================
+``/enroll``                   POST    :class:`EnrollRequest`              :class:`EnrollResponse`
+``/heartbeat``                POST    :class:`Heartbeat`                  :class:`HeartbeatAck`
+``/desired-state``            GET     (``?wait=S``, ``If-None-Match``)    :class:`SignedDesiredState`
+``/events``                   POST    :class:`EventBatch`                 :class:`BatchAck`
+``/telemetry``                POST    :class:`TelemetryBatch`             :class:`BatchAck`
+``/tuf/metadata/{file}``      GET                                         TUF metadata JSON
+``/tuf/targets/{file}``       GET     (``Range`` honoured)                model bytes
+============================  ======  ==================================  ===========================
+
+>>> Heartbeat(inventory=Inventory(arch="x86_64")).inventory.arch
+'x86_64'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "API_PREFIX",
+    "ActiveModel",
+    "BatchAck",
+    "DesiredModel",
+    "DesiredState",
+    "EnrollRequest",
+    "EnrollResponse",
+    "Event",
+    "EventBatch",
+    "EventKind",
+    "Heartbeat",
+    "HeartbeatAck",
+    "Inventory",
+    "Signature",
+    "SignedDesiredState",
+    "TelemetryBatch",
+    "TelemetryWindow",
+]
+
+API_PREFIX = "/api/device/v1"
+
+_LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$"
+
+
+class _Body(BaseModel):
+    """Strict wire body: unknown fields are refused so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ActiveModel(_Body):
+    """The model an agent serves right now."""
+
+    name: str = Field(description="Stable serving name (the registry's model name).")
+    version: str = Field(description="The model version.")
+    release: int = Field(ge=0, description="Release counter of the TUF target it came from.")
+    sha256: str = Field(description="SHA-256 of the model file, hex.")
+
+
+class Inventory(_Body):
+    """What an agent reports about its device on every heartbeat."""
+
+    hostname: str = ""
+    arch: str = Field("", description="Machine architecture (platform.machine()).")
+    cpu_model: str = ""
+    cpu_count: int = Field(0, ge=0)
+    memory_bytes: int = Field(0, ge=0, description="Total physical memory.")
+    memory_available_bytes: int = Field(0, ge=0)
+    disk_free_bytes: int = Field(0, ge=0, description="Free bytes on the agent's data disk.")
+    os: str = ""
+    python: str = ""
+    onnxruntime_version: str = ""
+    execution_providers: list[str] = Field(default_factory=list)
+    agent_version: str = ""
+    active_model: ActiveModel | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class EnrollRequest(_Body):
+    """First contact: a one-time (or multi-use) enrolment token and the device's labels."""
+
+    token: str = Field(min_length=16, max_length=256)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    inventory: Inventory = Field(default_factory=Inventory)
+
+
+class EnrollResponse(_Body):
+    """The device's identity and its trust anchors, returned once."""
+
+    device_id: str
+    credential: str = Field(description="Bearer secret; the server keeps only its hash.")
+    tuf_root: dict[str, Any] = Field(description="The TUF root metadata the device trusts first.")
+    desired_state_keys: dict[str, str] = Field(
+        description="Key id -> Ed25519 public key (hex) that signs desired states."
+    )
+
+
+class Heartbeat(_Body):
+    """Periodic liveness and inventory report."""
+
+    inventory: Inventory
+    state: str = Field("idle", max_length=64, description="The agent's reconcile state.")
+    desired_version: int = Field(0, ge=0, description="Last desired-state version applied.")
+
+
+class HeartbeatAck(_Body):
+    """The server's answer to a heartbeat."""
+
+    server_time: float
+    desired_version: int = Field(description="Newest desired-state version for this device.")
+
+
+class DesiredModel(_Body):
+    """The model a device should run: a TUF target and what the device needs to check it."""
+
+    name: str
+    version: str
+    target: str = Field(description="TUF target path of the artifact.")
+    release: int = Field(ge=1, description="Release counter; never decreases for a name.")
+    sha256: str
+    length: int = Field(ge=1)
+
+
+class DesiredState(_Body):
+    """What one device should run, signed by the server (Uptane's director role, simplified)."""
+
+    device_id: str
+    version: int = Field(ge=1, description="Grows with every change for this device.")
+    issued_at: float
+    expires_at: float
+    model: DesiredModel | None = None
+
+
+class Signature(_Body):
+    """An Ed25519 signature over the canonical JSON of a payload."""
+
+    keyid: str
+    sig: str = Field(description="Hex signature.")
+
+
+class SignedDesiredState(_Body):
+    """A desired state with its signatures."""
+
+    signed: DesiredState
+    signatures: list[Signature]
+
+
+EventKind = Literal[
+    "enrolled",
+    "desired_state",
+    "download_started",
+    "download_finished",
+    "verified",
+    "verification_failed",
+    "incompatible",
+    "smoke_test_passed",
+    "smoke_test_failed",
+    "activated",
+    "health_passed",
+    "rolled_back",
+    "telemetry_dropped",
+    "error",
+]
+
+
+class Event(_Body):
+    """One step of the agent's work, reported to the server (idempotent by ``event_id``)."""
+
+    event_id: str = Field(min_length=8, max_length=64)
+    at: float
+    kind: EventKind
+    model: str = ""
+    version: str = ""
+    release: int = 0
+    ok: bool = True
+    detail: str = Field("", max_length=4000)
+
+
+class EventBatch(_Body):
+    """Events uploaded together."""
+
+    events: list[Event] = Field(max_length=1000)
+
+
+class TelemetryWindow(_Body):
+    """One model version's telemetry over one time window (idempotent by ``window_id``)."""
+
+    window_id: str = Field(min_length=8, max_length=64)
+    model: str
+    version: str
+    started_at: float
+    ended_at: float
+    snapshot: dict[str, Any] = Field(description="TelemetrySnapshot.to_dict() of the window.")
+    swaps: int = Field(0, ge=0)
+    rollbacks: int = Field(0, ge=0)
+
+
+class TelemetryBatch(_Body):
+    """Telemetry windows uploaded together, with the spool's running drop counter."""
+
+    batch_id: str = Field(min_length=8, max_length=64)
+    windows: list[TelemetryWindow] = Field(max_length=1000)
+    dropped_total: int = Field(
+        0, ge=0, description="Windows the spool ever dropped over its byte budget (monotonic)."
+    )
+
+
+class BatchAck(_Body):
+    """How many items of a batch were new, and how many had been received before."""
+
+    accepted: int
+    duplicates: int

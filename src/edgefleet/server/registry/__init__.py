@@ -1,0 +1,1 @@
+"""The model registry: validated artifacts, content-addressed storage and TUF metadata."""
