@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage, option or configuration;
 3 a model or pipeline could not be loaded; 4 the address could not be bound;
-5 a benchmark target is unreachable or serves a different model.
+5 a benchmark target is unreachable or serves a different model; 6 a credential or token was
+refused; 7 the control plane cannot be reached.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ import typer
 from pydantic import ValidationError
 
 from edgefleet import __version__
+from edgefleet.cli import fleet
 from edgefleet.cli.bench import bench_app
+from edgefleet.cli.server import server_app
 from edgefleet.errors import (
+    AuthError,
     ConfigurationError,
     EdgefleetError,
     ModelLoadError,
     PipelineError,
     TargetError,
+    UplinkError,
 )
 
 __all__ = ["app", "main"]
@@ -31,6 +36,8 @@ EXIT_USAGE = 2
 EXIT_MODEL = 3
 EXIT_ADDRESS = 4
 EXIT_TARGET = 5
+EXIT_AUTH = 6
+EXIT_UNREACHABLE = 7
 
 app = typer.Typer(
     name="edgefleet",
@@ -45,6 +52,8 @@ models_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 app.add_typer(bench_app, name="bench")
+app.add_typer(server_app, name="server")
+fleet.register(app)
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -170,6 +179,12 @@ def main() -> None:
     except TargetError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_TARGET)
+    except AuthError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_AUTH)
+    except UplinkError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
     except EdgefleetError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_ERROR)

@@ -1,0 +1,64 @@
+"""Bearer authentication: operators and devices are told apart, and neither can act as the other.
+
+A device credential can read and write only its own device's state (the device API derives
+the device from the credential; no path or body names another device). Operator endpoints
+refuse device credentials with 403.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from edgefleet.errors import AuthError, ForbiddenError
+from edgefleet.server.context import ServerContext
+from edgefleet.server.store.rows import DeviceRow, OperatorTokenRow
+from edgefleet.server.tokens import hash_token
+
+__all__ = ["CurrentDevice", "CurrentOperator", "context", "current_device", "current_operator"]
+
+
+def context(request: Request) -> ServerContext:
+    """The process's :class:`ServerContext`."""
+    ctx: ServerContext = request.app.state.ctx
+    return ctx
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("missing credential: send 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+async def current_device(
+    request: Request, ctx: Annotated[ServerContext, Depends(context)]
+) -> DeviceRow:
+    """The device whose credential signs this request."""
+    hashed = hash_token(_bearer(request))
+    device = await run_in_threadpool(ctx.store.find_device_by_credential, hashed)
+    if device is None:
+        if await run_in_threadpool(ctx.store.find_operator_token, hashed) is not None:
+            raise ForbiddenError("operator tokens cannot use the device API")
+        raise AuthError("unknown or revoked device credential")
+    return device
+
+
+async def current_operator(
+    request: Request, ctx: Annotated[ServerContext, Depends(context)]
+) -> OperatorTokenRow:
+    """The operator token of this request; device credentials get 403."""
+    hashed = hash_token(_bearer(request))
+    operator = await run_in_threadpool(ctx.store.find_operator_token, hashed)
+    if operator is None:
+        if await run_in_threadpool(ctx.store.find_device_by_credential, hashed) is not None:
+            raise ForbiddenError("device credentials cannot use the operator API")
+        raise AuthError("unknown operator token")
+    return operator
+
+
+CurrentDevice = Annotated[DeviceRow, Depends(current_device)]
+CurrentOperator = Annotated[OperatorTokenRow, Depends(current_operator)]

@@ -1,0 +1,1 @@
+"""The device API, one module per protocol version."""

@@ -1,0 +1,126 @@
+"""Device API v1 (``/api/device/v1``): enrol, heartbeat, desired state, events, telemetry, TUF.
+
+Every body is a model of :mod:`edgefleet.protocol.v1`; every route but ``/enroll`` needs the
+device's own credential and acts only on that device.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from edgefleet.errors import NotFoundError, ProtocolError
+from edgefleet.protocol.v1 import (
+    API_PREFIX,
+    BatchAck,
+    EnrollRequest,
+    EnrollResponse,
+    EventBatch,
+    Heartbeat,
+    HeartbeatAck,
+    SignedDesiredState,
+    TelemetryBatch,
+)
+from edgefleet.server.api.auth import CurrentDevice, context
+from edgefleet.server.context import ServerContext
+from edgefleet.server.services import devices
+from edgefleet.telemetry import TelemetrySnapshot
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API_PREFIX, tags=["device v1"])
+Ctx = Annotated[ServerContext, Depends(context)]
+_RECHECK_S = 2.0
+
+
+@router.post("/enroll", response_model=EnrollResponse)
+def enroll(body: EnrollRequest, ctx: Ctx) -> EnrollResponse:
+    """Trade an enrolment token for a device credential (returned once) and trust anchors."""
+    return devices.enroll(ctx, body, time.time())
+
+
+@router.post("/heartbeat", response_model=HeartbeatAck)
+def heartbeat(body: Heartbeat, device: CurrentDevice, ctx: Ctx) -> HeartbeatAck:
+    """Record liveness and inventory; answers with the newest desired-state version."""
+    version = devices.heartbeat(ctx, device.device_id, body, time.time())
+    return HeartbeatAck(server_time=time.time(), desired_version=version)
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+@router.get("/desired-state", response_model=SignedDesiredState)
+async def desired_state(
+    request: Request,
+    device: CurrentDevice,
+    ctx: Ctx,
+    wait: Annotated[float, Query(ge=0, description="Long-poll seconds.")] = 0.0,
+) -> Response:
+    """The device's signed desired state; ``If-None-Match`` with the current version gets 304.
+
+    With ``wait``, an unchanged state holds the request open until it changes or ``wait``
+    seconds (capped by the server) pass.
+    """
+    known = request.headers.get("if-none-match")
+    deadline = time.monotonic() + min(wait, ctx.settings.long_poll_max_s)
+    while True:
+        version = await run_in_threadpool(devices.desired_version, ctx, device.device_id)
+        if known != _etag(version) or version == 0:
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return Response(status_code=304, headers={"ETag": known})
+        await ctx.changes.wait(min(left, _RECHECK_S))
+    signed = await run_in_threadpool(
+        devices.signed_desired_state, ctx, device.device_id, time.time()
+    )
+    return Response(
+        content=signed.model_dump_json(),
+        media_type="application/json",
+        headers={"ETag": _etag(signed.signed.version)},
+    )
+
+
+@router.post("/events", response_model=BatchAck)
+def events(body: EventBatch, device: CurrentDevice, ctx: Ctx) -> BatchAck:
+    """Store events; an event id seen before is counted as a duplicate, not stored twice."""
+    rows = [e.model_dump(mode="json") for e in body.events]
+    accepted, duplicates = ctx.store.add_events(device.device_id, rows)
+    return BatchAck(accepted=accepted, duplicates=duplicates)
+
+
+@router.post("/telemetry", response_model=BatchAck)
+def telemetry(body: TelemetryBatch, device: CurrentDevice, ctx: Ctx) -> BatchAck:
+    """Store telemetry windows; a window id seen before is never counted twice."""
+    for window in body.windows:
+        try:
+            TelemetrySnapshot.from_dict(window.snapshot)
+        except ValueError as exc:
+            raise ProtocolError(f"window {window.window_id}: {exc}") from exc
+    rows = [w.model_dump(mode="json") for w in body.windows]
+    accepted, duplicates = ctx.store.add_telemetry(
+        device.device_id, rows, body.dropped_total, time.time()
+    )
+    return BatchAck(accepted=accepted, duplicates=duplicates)
+
+
+@router.get("/tuf/metadata/{filename}")
+def tuf_metadata(filename: str, _: CurrentDevice, ctx: Ctx) -> Response:
+    """TUF metadata (``root.json``, ``<v>.root.json``, ``timestamp.json``, ...)."""
+    body = ctx.repository.metadata(filename)
+    return Response(content=body, media_type="application/json")
+
+
+@router.get("/tuf/targets/{path:path}")
+def tuf_target(path: str, _: CurrentDevice, ctx: Ctx) -> FileResponse:
+    """A target file by its consistent-snapshot name ``<dir>/<sha256>.<name>`` (Range honoured)."""
+    _, _, filename = path.rpartition("/")
+    sha256, dot, _ = filename.partition(".")
+    if not dot or len(sha256) != 64:
+        raise NotFoundError(f"no target file {path!r} (expected <dir>/<sha256>.<name>)")
+    return FileResponse(ctx.artifacts.path(sha256), media_type="application/octet-stream")

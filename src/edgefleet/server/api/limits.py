@@ -1,0 +1,88 @@
+"""Request body limits on every endpoint, enforced before the body is read into memory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BodyLimit"]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+ASGIApp = Callable[[Scope, Receive, Send], Any]
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``default`` bytes (``limits`` by path prefix) with 413.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
+    body is counted as it streams and cut off at the limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, default: int, limits: dict[str, int]) -> None:
+        self.app = app
+        self.default = default
+        self.limits = limits
+
+    def limit_for(self, path: str) -> int:
+        """The body limit of ``path``."""
+        for prefix, limit in self.limits.items():
+            if path.startswith(prefix):
+                return limit
+        return self.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, or answer 413 when its body is too large."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _reject(send, 400, "Content-Length is not a number", "protocol.malformed")
+                    return
+                if declared > limit:
+                    await _reject(send, 413, f"request body of {declared} bytes is over {limit}")
+                    return
+        seen = 0
+        too_large = False
+
+        async def counting_receive() -> Any:
+            nonlocal seen, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    too_large = True
+                    raise _TooLargeError
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _TooLargeError:
+            await _reject(send, 413, f"request body is over {limit} bytes")
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+async def _reject(send: Send, status: int, message: str, code: str = "protocol.too_large") -> None:
+    body = json.dumps({"error": message, "code": code}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

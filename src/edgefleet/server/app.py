@@ -1,0 +1,129 @@
+"""The control plane's composition root: settings -> store -> registry -> FastAPI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from edgefleet import __version__
+from edgefleet.protocol.signing import SigningKey
+from edgefleet.server.api.device import v1 as device_v1
+from edgefleet.server.api.errors import install_error_handlers
+from edgefleet.server.api.limits import BodyLimit
+from edgefleet.server.api.operator import OPERATOR_PREFIX
+from edgefleet.server.api.operator import router as operator_router
+from edgefleet.server.context import ServerContext
+from edgefleet.server.registry.artifacts import ArtifactStore
+from edgefleet.server.registry.keys import ExpirySettings, RepositoryKeys
+from edgefleet.server.registry.tuf_repo import TufRepository
+from edgefleet.server.settings import ServerSettings
+from edgefleet.server.store import open_store
+
+__all__ = ["DIRECTOR_KEY", "build_context", "create_app", "expiry_settings"]
+
+log = logging.getLogger("edgefleet.server")
+DIRECTOR_KEY = "director.key"
+
+
+def expiry_settings(settings: ServerSettings) -> ExpirySettings:
+    """TUF metadata lifetimes from the server settings."""
+    return ExpirySettings(
+        targets=timedelta(seconds=settings.targets_expiry_s),
+        snapshot=timedelta(seconds=settings.snapshot_expiry_s),
+        timestamp=timedelta(seconds=settings.timestamp_expiry_s),
+    )
+
+
+def build_context(settings: ServerSettings) -> ServerContext:
+    """Open and migrate the store, load the online keys and the TUF repository."""
+    store = open_store(settings.sqlalchemy_url)
+    try:
+        store.migrate()
+        keys = RepositoryKeys.load(settings.keys_dir)
+        repository = TufRepository(store, keys, expiry=expiry_settings(settings))
+        director = SigningKey.load(settings.keys_dir / DIRECTOR_KEY)
+    except BaseException:
+        store.close()
+        raise
+    return ServerContext(
+        settings=settings,
+        store=store,
+        repository=repository,
+        artifacts=ArtifactStore(settings.artifacts_dir),
+        director=director,
+    )
+
+
+async def _resign_loop(ctx: ServerContext) -> None:
+    """Re-sign the TUF timestamp before it expires; one server process at a time does it."""
+    interval = ctx.settings.resign_interval_s
+    lease = max(3 * interval, 30.0)
+    while True:
+        try:
+            now = time.time()
+            if await run_in_threadpool(ctx.store.try_lock, "resign", ctx.instance, lease, now):
+                await run_in_threadpool(ctx.repository.refresh_timestamp, now)
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("re-signing the TUF timestamp failed")
+        await asyncio.sleep(interval)
+
+
+def create_app(
+    settings: ServerSettings,
+    ctx: ServerContext | None = None,
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The FastAPI application; builds its :class:`ServerContext` on start-up unless given.
+
+    ``on_ready`` runs once the store is migrated and the keys are loaded.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = ctx is None
+        context = ctx if ctx is not None else await run_in_threadpool(build_context, settings)
+        context.changes.bind(asyncio.get_running_loop())
+        app.state.ctx = context
+        task = asyncio.create_task(_resign_loop(context))
+        if on_ready is not None:
+            on_ready()
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(Exception):
+                context.store.release_lock("resign", context.instance)
+            if own:
+                context.store.close()
+
+    app = FastAPI(
+        title="edgefleet control plane",
+        version=__version__,
+        description="Device API (v1) for agents and operator API for people and the CLI.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(device_v1.router)
+    app.include_router(operator_router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(
+        BodyLimit,  # type: ignore[arg-type]
+        default=settings.max_body_bytes,
+        limits={f"{OPERATOR_PREFIX}/models": settings.max_model_bytes + 1024 * 1024},
+    )
+    return app

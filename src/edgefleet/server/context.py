@@ -1,0 +1,62 @@
+"""Everything a request handler needs, built once per server process (the composition root's
+output).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+
+from edgefleet.protocol.signing import SigningKey
+from edgefleet.server.registry.artifacts import ArtifactStore
+from edgefleet.server.registry.tuf_repo import TufRepository
+from edgefleet.server.settings import ServerSettings
+from edgefleet.server.store import Store
+
+__all__ = ["ChangeNotifier", "ServerContext"]
+
+
+class ChangeNotifier:
+    """Wakes desired-state long polls of this process when a deployment changes a device.
+
+    Other server processes sharing the database are not notified; long polls re-read the
+    database every few seconds, so they see those changes with a short delay.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach to the server's event loop (at start-up)."""
+        self._loop = loop
+
+    def changed(self) -> None:
+        """Wake every waiting poll (they re-check their own device); safe from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._fire)
+
+    def _fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Wait until the next change or ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+
+@dataclass
+class ServerContext:
+    """The process's settings, store, registry and keys."""
+
+    settings: ServerSettings
+    store: Store
+    repository: TufRepository
+    artifacts: ArtifactStore
+    director: SigningKey
+    changes: ChangeNotifier = field(default_factory=ChangeNotifier)
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)

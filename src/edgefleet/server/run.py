@@ -1,0 +1,59 @@
+"""Run the control plane under uvicorn (``edgefleet server --data-dir D``)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from edgefleet.server.app import create_app
+from edgefleet.server.registry.keys import RepositoryKeys
+from edgefleet.server.settings import ServerSettings
+
+__all__ = ["serve"]
+
+
+def serve(settings: ServerSettings, announce: Callable[[str], None] = print) -> None:
+    """Bind, announce the URL (with the real port when 0 was asked for) and serve until
+    SIGINT/SIGTERM.
+    """
+    online = RepositoryKeys.root_key_online(settings.keys_dir) or (
+        settings.root_key_path is not None
+        and settings.root_key_path.resolve().is_relative_to(settings.data_dir.resolve())
+        and settings.root_key_path.exists()
+    )
+    if online:
+        announce(
+            "warning: the TUF root key is online in the data dir; move it offline "
+            "(it is needed only to rotate keys) and keep it safe"
+        )
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)  # connections queue until the app has started
+    port = sock.getsockname()[1]
+    tls = settings.tls_certfile is not None
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://{settings.host}:{port}"
+    config = uvicorn.Config(
+        create_app(
+            settings,
+            on_ready=lambda: announce(f"edgefleet server on {url} (data dir {settings.data_dir})"),
+        ),
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=str(settings.tls_certfile) if tls else None,
+        ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

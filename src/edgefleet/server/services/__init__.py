@@ -1,0 +1,1 @@
+"""Domain services of the control plane: enrolment, registry pushes, deployments, telemetry."""

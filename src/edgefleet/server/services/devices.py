@@ -1,0 +1,81 @@
+"""Device-side services: enrolment, heartbeats and signed desired states."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from edgefleet.errors import AuthError, NotFoundError
+from edgefleet.protocol.labels import check_labels
+from edgefleet.protocol.signing import sign_desired_state
+from edgefleet.protocol.v1 import (
+    DesiredModel,
+    DesiredState,
+    EnrollRequest,
+    EnrollResponse,
+    Heartbeat,
+    SignedDesiredState,
+)
+from edgefleet.server.context import ServerContext
+from edgefleet.server.services.registry import deployment_for
+from edgefleet.server.tokens import hash_token, new_token
+
+__all__ = ["enroll", "heartbeat", "signed_desired_state"]
+
+
+def enroll(ctx: ServerContext, body: EnrollRequest, now: float) -> EnrollResponse:
+    """Trade an enrolment token for a device identity and the trust anchors.
+
+    The device's labels are the token's labels overridden by the ones the device sends. A
+    deployment whose selector matches the new device becomes its first desired state.
+    """
+    row = ctx.store.consume_enroll_token(hash_token(body.token), now)
+    if row is None:
+        raise AuthError("enrolment token is unknown, expired or used up")
+    labels = check_labels({**row.labels, **body.labels})
+    device_id = "dev-" + secrets.token_hex(8)
+    credential = new_token("device")
+    inventory = body.inventory.model_copy(update={"labels": labels}).model_dump(mode="json")
+    ctx.store.create_device(device_id, hash_token(credential), labels, inventory, now)
+    model = deployment_for(ctx, labels)
+    ctx.store.set_desired_state(device_id, model, now, now + ctx.settings.desired_state_expiry_s)
+    return EnrollResponse(
+        device_id=device_id,
+        credential=credential,
+        tuf_root=ctx.repository.trusted_root(),
+        desired_state_keys={ctx.director.keyid: ctx.director.public_hex},
+    )
+
+
+def heartbeat(ctx: ServerContext, device_id: str, body: Heartbeat, now: float) -> int:
+    """Record a heartbeat; returns the device's newest desired-state version."""
+    inventory: dict[str, Any] = body.inventory.model_dump(mode="json")
+    ctx.store.record_heartbeat(device_id, inventory, body.state, now)
+    state = ctx.store.get_desired_state(device_id)
+    return state.version if state else 0
+
+
+def desired_version(ctx: ServerContext, device_id: str) -> int:
+    """The device's newest desired-state version (0 if it has none yet)."""
+    state = ctx.store.get_desired_state(device_id)
+    return state.version if state else 0
+
+
+def signed_desired_state(ctx: ServerContext, device_id: str, now: float) -> SignedDesiredState:
+    """The device's desired state, signed; re-issued with a new version when half expired."""
+    lifetime = ctx.settings.desired_state_expiry_s
+    row = ctx.store.get_desired_state(device_id)
+    if row is None or row.expires_at - now < lifetime / 2:
+        model = row.model if row is not None else None
+        ctx.store.set_desired_state(device_id, model, now, now + lifetime)
+        row = ctx.store.get_desired_state(device_id)
+        if row is None:
+            raise NotFoundError(f"device {device_id} has no desired state")
+    state = DesiredState(
+        device_id=device_id,
+        version=row.version,
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        model=DesiredModel.model_validate(row.model) if row.model else None,
+    )
+    return sign_desired_state(state, ctx.director)

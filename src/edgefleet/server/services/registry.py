@@ -1,0 +1,225 @@
+"""Registry services: push a model version, publish releases as TUF targets, deploy.
+
+A release counter per model name only grows. Pushing a version publishes release n+1 for it;
+deploying a version that is not the newest release of its name (a deliberate "go back")
+publishes yet another release pointing at the old file, so a device's downgrade protection
+(never accept a lower release) stays intact.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefleet.errors import ConfigurationError, NotFoundError, StoreError
+from edgefleet.protocol.labels import matches
+from edgefleet.protocol.v1 import DesiredModel
+from edgefleet.server.context import ServerContext
+from edgefleet.server.registry.artifacts import fit_calibration, inspect_model, make_golden
+from edgefleet.server.store.rows import ModelVersionRow, ReleaseRow
+
+__all__ = ["DeployResult", "deploy", "deployment_for", "ensure_release", "push_model"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_DEPLOYMENTS = "deployments"
+_LOCK_WAIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What a deployment changed."""
+
+    model: str
+    version: str
+    release: int
+    selector: dict[str, str]
+    devices: list[str]
+
+
+def check_name(kind: str, value: str) -> str:
+    """Validate a model name or version (letters, digits, ``_.-``; 1-64)."""
+    if not _NAME.match(value):
+        raise ConfigurationError(
+            f"{kind} {value!r} must be 1-64 letters, digits, '_', '.' or '-' "
+            "and start with a letter or digit"
+        )
+    return value
+
+
+@contextmanager
+def registry_lock(ctx: ServerContext) -> Iterator[None]:
+    """Serialise release publication across every server process sharing the database."""
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while not ctx.store.try_lock("registry", ctx.instance, 30.0, time.time()):
+        if time.monotonic() > deadline:
+            raise StoreError("timed out waiting for the registry lock held by another server")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        ctx.store.release_lock("registry", ctx.instance)
+
+
+def _next_version(ctx: ServerContext, name: str) -> str:
+    numbers = [
+        int(row.version) for row in ctx.store.list_model_versions(name) if row.version.isdigit()
+    ]
+    return str(max(numbers, default=0) + 1)
+
+
+def push_model(
+    ctx: ServerContext,
+    upload: Path,
+    *,
+    name: str,
+    version: str | None,
+    golden: int,
+    calibration: Path | None,
+    now: float,
+) -> tuple[ModelVersionRow, bool]:
+    """Validate ``upload``, store it by SHA-256, record its metadata, publish a release.
+
+    Returns the version row and whether it was new (pushing identical bytes again is a no-op).
+    """
+    check_name("model name", name)
+    info = inspect_model(upload, max_bytes=ctx.settings.max_model_bytes)
+    if version is None:
+        existing = [r for r in ctx.store.list_model_versions(name) if r.sha256 == info.sha256]
+        version = existing[0].version if existing else _next_version(ctx, name)
+    check_name("version", version)
+    calib: dict[str, Any] | None = None
+    golden_inputs: dict[str, np.ndarray[Any, Any]] | None = None
+    if calibration is not None:
+        calib = fit_calibration(upload, calibration)
+        golden_inputs = _calibration_inputs(calibration, info.inputs)
+    sha256, _ = ctx.artifacts.put(upload)
+    golden_sha: str | None = None
+    if golden > 0:
+        golden_sha, _ = ctx.artifacts.put_bytes(make_golden(upload, golden, inputs=golden_inputs))
+    row, created = ctx.store.add_model_version(
+        name=name,
+        version=version,
+        sha256=sha256,
+        size_bytes=info.size_bytes,
+        opset=info.opset,
+        inputs=info.inputs,
+        outputs=info.outputs,
+        memory_estimate_bytes=info.memory_estimate_bytes,
+        golden_sha256=golden_sha,
+        calibration=calib,
+        metadata={"producer": info.producer, "golden_cases": golden},
+        created_at=now,
+    )
+    if created:
+        ensure_release(ctx, row, now, force_new=True)
+    return row, created
+
+
+def _calibration_inputs(
+    path: Path, inputs: list[dict[str, Any]]
+) -> dict[str, np.ndarray[Any, Any]] | None:
+    if len(inputs) != 1:
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return {inputs[0]["name"]: np.asarray(data["x"])} if "x" in data.files else None
+
+
+def ensure_release(
+    ctx: ServerContext, row: ModelVersionRow, now: float, *, force_new: bool = False
+) -> ReleaseRow:
+    """The newest release of ``row``'s name if it points at ``row``, else a new one."""
+    with registry_lock(ctx):
+        latest = ctx.store.latest_release(row.name)
+        if latest is not None and latest.version == row.version and not force_new:
+            return latest
+        number = (latest.release if latest else 0) + 1
+        target = f"models/{row.name}/r{number}.onnx"
+        golden_target = f"golden/{row.name}/r{number}.npz" if row.golden_sha256 else None
+        if row.golden_sha256 and golden_target:
+            golden_path = ctx.artifacts.path(row.golden_sha256)
+            ctx.repository.add_target(
+                golden_target,
+                golden_path.stat().st_size,
+                row.golden_sha256,
+                {"model": row.name, "version": row.version, "release": number},
+                now,
+            )
+        custom = {
+            "release": number,
+            "model": row.name,
+            "version": row.version,
+            "opset": row.opset,
+            "inputs": row.inputs,
+            "requirements": {
+                "execution_providers": list(row.metadata.get("execution_providers", [])),
+                "memory_bytes": row.memory_estimate_bytes,
+            },
+            "golden": golden_target,
+        }
+        ctx.repository.add_target(target, row.size_bytes, row.sha256, custom, now)
+        release = ctx.store.add_release(
+            row.name, row.version, target, row.sha256, row.size_bytes, custom, now
+        )
+        if release.release != number:
+            raise StoreError(
+                f"release counter of {row.name} moved under the registry lock "
+                f"({release.release} != {number})"
+            )
+        return release
+
+
+def desired_model(release: ReleaseRow) -> dict[str, Any]:
+    """The desired-state payload for ``release``."""
+    return DesiredModel(
+        name=release.name,
+        version=release.version,
+        target=release.target,
+        release=release.release,
+        sha256=release.sha256,
+        length=release.length,
+    ).model_dump(mode="json")
+
+
+def deploy(
+    ctx: ServerContext, name: str, version: str, selector: dict[str, str], now: float
+) -> DeployResult:
+    """Make every device matching ``selector`` (and later enrolments) run ``name@version``."""
+    row = ctx.store.get_model_version(name, version)
+    if row is None:
+        known = ", ".join(r.version for r in ctx.store.list_model_versions(name)) or "none"
+        raise NotFoundError(f"model {name}@{version} is not in the registry (versions: {known})")
+    release = ensure_release(ctx, row, now)
+    model = desired_model(release)
+    devices = [d.device_id for d in ctx.store.list_devices(selector)]
+    ctx.store.set_desired_states(devices, model, now, now + ctx.settings.desired_state_expiry_s)
+    _remember(ctx, selector, model, now)
+    ctx.changes.changed()
+    return DeployResult(name, version, release.release, selector, devices)
+
+
+def _remember(
+    ctx: ServerContext, selector: dict[str, str], model: dict[str, Any], now: float
+) -> None:
+    with registry_lock(ctx):
+        deployments = [d for d in _deployments(ctx) if d["selector"] != selector]
+        deployments.append({"selector": selector, "model": model, "at": now})
+        ctx.store.set_setting(_DEPLOYMENTS, json.dumps(deployments))
+
+
+def _deployments(ctx: ServerContext) -> list[dict[str, Any]]:
+    raw = ctx.store.get_setting(_DEPLOYMENTS)
+    return list(json.loads(raw)) if raw else []
+
+
+def deployment_for(ctx: ServerContext, labels: dict[str, str]) -> dict[str, Any] | None:
+    """The model of the newest deployment whose selector matches ``labels``."""
+    found = [d for d in _deployments(ctx) if matches(d["selector"], labels)]
+    return max(found, key=lambda d: d["at"])["model"] if found else None
