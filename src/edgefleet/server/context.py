@@ -1,10 +1,9 @@
-"""Everything a request handler needs, built once per server process (the composition root's
-output).
-"""
+"""Everything a request handler needs, built once per server process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 
@@ -43,10 +42,8 @@ class ChangeNotifier:
 
     async def wait(self, timeout: float) -> None:
         """Wait until the next change or ``timeout`` seconds."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            pass
 
 
 @dataclass

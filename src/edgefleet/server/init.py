@@ -1,6 +1,4 @@
-"""``edgefleet server init``: create a data dir with its database, keys, TUF metadata and the
-first operator token.
-"""
+"""``edgefleet server init``: a data dir with database, keys, TUF metadata, operator token."""
 
 from __future__ import annotations
 

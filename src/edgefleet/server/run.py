@@ -15,8 +15,9 @@ __all__ = ["serve"]
 
 
 def serve(settings: ServerSettings, announce: Callable[[str], None] = print) -> None:
-    """Bind, announce the URL (with the real port when 0 was asked for) and serve until
-    SIGINT/SIGTERM.
+    """Bind, announce the URL once ready (the real port when 0 was asked) and serve.
+
+    Runs until SIGINT or SIGTERM.
     """
     online = RepositoryKeys.root_key_online(settings.keys_dir) or (
         settings.root_key_path is not None

@@ -19,8 +19,9 @@ MiB = 2**20
 
 
 class ServerSettings(BaseSettings):
-    """Everything the control plane needs; command-line options override the environment,
-    which overrides ``server.yaml`` in the data dir.
+    """Everything the control plane needs.
+
+    Command-line options override the environment, which overrides ``server.yaml``.
     """
 
     model_config = SettingsConfigDict(env_prefix="EDGEFLEET_", extra="ignore")

@@ -1,5 +1,6 @@
-"""Operator API (``/api/operator/v1``): registry, devices, enrolment tokens, deployments,
-telemetry. Every route needs an operator token; device credentials get 403.
+"""Operator API (``/api/operator/v1``): registry, devices, tokens, deployments, telemetry.
+
+Every route needs an operator token; device credentials get 403.
 """
 
 from __future__ import annotations
