@@ -45,8 +45,11 @@ class HttpxFetcher(FetcherInterface):
 
     def __init__(self, client: httpx.Client) -> None:
         self._client = client
+        self.last_url: str | None = None
+        """The URL fetched most recently: names the file when verification then fails."""
 
     def _fetch(self, url: str) -> Iterator[bytes]:
+        self.last_url = url
         try:
             response = self._client.send(self._client.build_request("GET", url), stream=True)
         except httpx.TimeoutException as exc:

@@ -84,24 +84,29 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 @contextmanager
-def _mapped(what: str) -> Iterator[None]:
-    """Turn python-tuf and httpx failures into edgefleet errors that name ``what``."""
+def _mapped(what: str, fetcher: HttpxFetcher) -> Iterator[None]:
+    """Turn python-tuf and httpx failures into edgefleet errors naming ``what`` and the file."""
+
+    def why(exc: Exception) -> str:
+        last = fetcher.last_url
+        return f"{exc}; last file fetched: {last.rpartition('/tuf/')[2]}" if last else str(exc)
+
     try:
         yield
     except tuf_errors.ExpiredMetadataError as exc:
         raise ExpiredError(f"{what}: TUF metadata expired ({exc}): stale server or freeze") from exc
     except tuf_errors.BadVersionNumberError as exc:
-        raise VerificationError(f"{what}: TUF metadata rollback refused ({exc})") from exc
+        raise VerificationError(f"{what}: TUF metadata rollback refused ({why(exc)})") from exc
     except tuf_errors.LengthOrHashMismatchError as exc:
-        raise VerificationError(f"{what}: TUF length or hash mismatch ({exc})") from exc
+        raise VerificationError(f"{what}: TUF length or hash mismatch ({why(exc)})") from exc
     except tuf_errors.UnsignedMetadataError as exc:
-        raise VerificationError(f"{what}: TUF metadata not validly signed ({exc})") from exc
+        raise VerificationError(f"{what}: TUF metadata not validly signed ({why(exc)})") from exc
     except tuf_errors.RepositoryError as exc:
-        raise VerificationError(f"{what}: TUF metadata refused ({exc})") from exc
+        raise VerificationError(f"{what}: TUF metadata refused ({why(exc)})") from exc
     except tuf_errors.DownloadLengthMismatchError as exc:
-        raise VerificationError(f"{what}: TUF metadata longer than allowed ({exc})") from exc
+        raise VerificationError(f"{what}: TUF metadata longer than allowed ({why(exc)})") from exc
     except tuf_errors.DownloadHTTPError as exc:
-        raise UplinkError(f"{what}: server answered HTTP {exc.status_code}") from exc
+        raise UplinkError(f"{what}: server answered HTTP {exc.status_code} ({why(exc)})") from exc
     except tuf_errors.DownloadError as exc:
         cause = f": {exc.__cause__}" if exc.__cause__ else ""
         raise UplinkError(f"{what}: {exc}{cause}") from exc
@@ -264,12 +269,13 @@ class AgentTrust:
         UplinkError
             The server could not be reached (a partial download resumes next time).
         """
-        with self._lock, _mapped(f"model {desired.name} release {desired.release}"):
+        fetcher = HttpxFetcher(self._client)
+        with self._lock, _mapped(f"model {desired.name} release {desired.release}", fetcher):
             updater = Updater(
                 str(self._dir / _CACHE),
                 f"{self._base}/tuf/metadata/",
                 target_base_url=f"{self._base}/tuf/targets/",
-                fetcher=HttpxFetcher(self._client),
+                fetcher=fetcher,
                 bootstrap=(self._dir / _ROOT).read_bytes(),
             )
             updater.refresh()

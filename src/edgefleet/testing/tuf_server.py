@@ -48,7 +48,7 @@ class TufTestServer:
     Parameters
     ----------
     store
-        Metadata, read on every request (change it to play an attacker's mirror).
+        Metadata, read on every request; :attr:`metadata_overrides` replaces single files.
     targets
         Target files by served name (``<dir>/<sha256>.<name>``); see :meth:`add_target_file`.
     token
@@ -70,6 +70,8 @@ class TufTestServer:
         self.token = token
         self.honour_range = honour_range
         self.requests: list[RecordedRequest] = []
+        self.metadata_overrides: dict[str, bytes] = {}
+        """Served instead of the store's file of the same name: an attacker's mirror."""
         self._cuts: list[int] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -156,7 +158,8 @@ def _handler_for(server: TufTestServer) -> type[BaseHTTPRequestHandler]:
             ):
                 self._send(rel, range_header, 401, b'{"error": "auth.denied"}')
             elif rel.startswith("/tuf/metadata/"):
-                body = server.store.get_metadata(rel.removeprefix("/tuf/metadata/"))
+                name = rel.removeprefix("/tuf/metadata/")
+                body = server.metadata_overrides.get(name) or server.store.get_metadata(name)
                 self._send(rel, range_header, 404 if body is None else 200, body or b"")
             elif rel.startswith("/tuf/targets/"):
                 data = server.targets.get(rel.removeprefix("/tuf/targets/"))
