@@ -9,15 +9,6 @@ from edgefleet.agent.settings import AgentSettings, parse_address, parse_labels
 from edgefleet.errors import ConfigurationError
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("EDGEFLEET_"):
-            monkeypatch.delenv(name)
-
-
 def test_labels_parse_with_spaces_and_empty_items() -> None:
     assert parse_labels(" site=berlin , line=3,,hw=orin-nx ") == {
         "site": "berlin",
