@@ -26,7 +26,7 @@ from tuf.ngclient.fetcher import FetcherInterface
 
 from edgefleet.errors import UplinkError, VerificationError
 
-__all__ = ["EventCallback", "HttpxFetcher", "fetch_target"]
+__all__ = ["EventCallback", "HttpxFetcher", "fetch_target", "fsync_dir"]
 
 EventCallback = Callable[[str, str], None]
 """``on_event(kind, detail)``: ``download_started``, ``download_finished`` or ``verified``."""
@@ -73,7 +73,8 @@ class HttpxFetcher(FetcherInterface):
             response.close()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in directory ``path`` durable (raises OSError where unsupported)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -205,4 +206,4 @@ def _install(part: Path, dest: Path, info: TargetFile) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(part, dest)
     with contextlib.suppress(OSError):
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)

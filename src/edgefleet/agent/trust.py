@@ -13,8 +13,10 @@ metadata directory at a time, and the methods here serialise on one lock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -30,7 +32,7 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, Root, TargetFile  # type: ignore[attr-defined]
 from tuf.ngclient.updater import Updater
 
-from edgefleet.agent.download import EventCallback, HttpxFetcher, fetch_target
+from edgefleet.agent.download import EventCallback, HttpxFetcher, fetch_target, fsync_dir
 from edgefleet.errors import (
     ConfigurationError,
     DowngradeError,
@@ -81,6 +83,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    with contextlib.suppress(OSError):
+        fsync_dir(path.parent)
 
 
 @contextmanager
@@ -184,8 +188,7 @@ class AgentTrust:
         trust_dir.mkdir(parents=True, exist_ok=True)
         cache = trust_dir / _CACHE
         if cache.exists():
-            for path in sorted(cache.rglob("*"), reverse=True):
-                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+            shutil.rmtree(cache)
         _write_atomic(trust_dir / _ROOT, json.dumps(tuf_root).encode())
         _write_atomic(trust_dir / _KEYS, json.dumps(desired_state_keys, sort_keys=True).encode())
         _write_atomic(trust_dir / _STATE, b'{"desired_state_version": 0, "releases": {}}')

@@ -245,3 +245,11 @@ def test_bootstrap_again_forgets_the_old_trust_state(world: World) -> None:
     AgentTrust.bootstrap(trust, world.repo.trusted_root(), world.director.public_keys())
     assert world.reopen().highest_release("digits") == 0
     assert _files(trust / "tuf") == []
+
+
+def test_a_renewed_root_on_the_server_is_followed(world: World) -> None:
+    world.agent.fetch_model(world.desired("digits", 1, MODEL))
+    assert world.repo.renew_root(time.time()) == 2
+    world.agent.fetch_model(world.desired("digits", 2, MODEL))
+    history = world.base / "trust" / "tuf" / "root_history"
+    assert sorted(p.name for p in history.iterdir()) == ["1.root.json", "2.root.json"]
