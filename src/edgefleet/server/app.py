@@ -61,15 +61,22 @@ def build_context(settings: ServerSettings) -> ServerContext:
     )
 
 
+def _resign(ctx: ServerContext, now: float) -> None:
+    with ctx.registry_lock:
+        roles = ctx.repository.refresh_expiring(now)
+    if roles:
+        log.info("re-signed TUF %s", ", ".join(roles))
+
+
 async def _resign_loop(ctx: ServerContext) -> None:
-    """Re-sign the TUF timestamp before it expires; one server process at a time does it."""
+    """Re-sign TUF metadata before it expires; one server process at a time does it."""
     interval = ctx.settings.resign_interval_s
     lease = max(3 * interval, 30.0)
     while True:
         try:
             now = time.time()
             if await run_in_threadpool(ctx.store.try_lock, "resign", ctx.instance, lease, now):
-                await run_in_threadpool(ctx.repository.refresh_timestamp, now)
+                await run_in_threadpool(_resign, ctx, now)
         except Exception:  # keep the loop alive; the next round retries
             log.exception("re-signing the TUF timestamp failed")
         await asyncio.sleep(interval)
@@ -122,7 +129,7 @@ def create_app(
         return {"status": "ok", "version": __version__}
 
     app.add_middleware(
-        BodyLimit,  # type: ignore[arg-type]
+        BodyLimit,
         default=settings.max_body_bytes,
         limits={f"{OPERATOR_PREFIX}/models": settings.max_model_bytes + 1024 * 1024},
     )

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from edgefleet.protocol.signing import SigningKey
+from edgefleet.server.locks import StoreLock
 from edgefleet.server.registry.artifacts import ArtifactStore
 from edgefleet.server.registry.tuf_repo import TufRepository
 from edgefleet.server.settings import ServerSettings
@@ -57,3 +58,8 @@ class ServerContext:
     director: SigningKey
     changes: ChangeNotifier = field(default_factory=ChangeNotifier)
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    registry_lock: StoreLock = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Release numbers, TUF metadata and the deployment list change under this lock only.
+        self.registry_lock = StoreLock(self.store, "registry", self.instance)

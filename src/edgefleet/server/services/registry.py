@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +20,16 @@ from edgefleet.errors import ConfigurationError, NotFoundError, StoreError
 from edgefleet.protocol.labels import matches
 from edgefleet.protocol.v1 import DesiredModel
 from edgefleet.server.context import ServerContext
-from edgefleet.server.registry.artifacts import fit_calibration, inspect_model, make_golden
+from edgefleet.server.registry.artifacts import inspect_model
+from edgefleet.server.registry.calibrate import fit_calibration
+from edgefleet.server.registry.golden import make_golden
+from edgefleet.server.registry.tuf_repo import TargetSpec
 from edgefleet.server.store.rows import ModelVersionRow, ReleaseRow
 
 __all__ = ["DeployResult", "deploy", "deployment_for", "ensure_release", "push_model"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _DEPLOYMENTS = "deployments"
-_LOCK_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -52,20 +51,6 @@ def check_name(kind: str, value: str) -> str:
             "and start with a letter or digit"
         )
     return value
-
-
-@contextmanager
-def registry_lock(ctx: ServerContext) -> Iterator[None]:
-    """Serialise release publication across every server process sharing the database."""
-    deadline = time.monotonic() + _LOCK_WAIT_S
-    while not ctx.store.try_lock("registry", ctx.instance, 30.0, time.time()):
-        if time.monotonic() > deadline:
-            raise StoreError("timed out waiting for the registry lock held by another server")
-        time.sleep(0.05)
-    try:
-        yield
-    finally:
-        ctx.store.release_lock("registry", ctx.instance)
 
 
 def _next_version(ctx: ServerContext, name: str) -> str:
@@ -136,21 +121,22 @@ def ensure_release(
     ctx: ServerContext, row: ModelVersionRow, now: float, *, force_new: bool = False
 ) -> ReleaseRow:
     """The newest release of ``row``'s name if it points at ``row``, else a new one."""
-    with registry_lock(ctx):
+    with ctx.registry_lock:
         latest = ctx.store.latest_release(row.name)
         if latest is not None and latest.version == row.version and not force_new:
             return latest
         number = (latest.release if latest else 0) + 1
         target = f"models/{row.name}/r{number}.onnx"
         golden_target = f"golden/{row.name}/r{number}.npz" if row.golden_sha256 else None
+        specs = []
         if row.golden_sha256 and golden_target:
-            golden_path = ctx.artifacts.path(row.golden_sha256)
-            ctx.repository.add_target(
-                golden_target,
-                golden_path.stat().st_size,
-                row.golden_sha256,
-                {"model": row.name, "version": row.version, "release": number},
-                now,
+            specs.append(
+                TargetSpec(
+                    golden_target,
+                    ctx.artifacts.path(row.golden_sha256).stat().st_size,
+                    row.golden_sha256,
+                    {"model": row.name, "version": row.version, "release": number},
+                )
             )
         custom = {
             "release": number,
@@ -164,7 +150,8 @@ def ensure_release(
             },
             "golden": golden_target,
         }
-        ctx.repository.add_target(target, row.size_bytes, row.sha256, custom, now)
+        specs.append(TargetSpec(target, row.size_bytes, row.sha256, custom))
+        ctx.repository.add_targets(specs, now)  # model and golden inputs in one version
         release = ctx.store.add_release(
             row.name, row.version, target, row.sha256, row.size_bytes, custom, now
         )
@@ -208,7 +195,7 @@ def deploy(
 def _remember(
     ctx: ServerContext, selector: dict[str, str], model: dict[str, Any], now: float
 ) -> None:
-    with registry_lock(ctx):
+    with ctx.registry_lock:
         deployments = [d for d in _deployments(ctx) if d["selector"] != selector]
         deployments.append({"selector": selector, "model": model, "at": now})
         ctx.store.set_setting(_DEPLOYMENTS, json.dumps(deployments))

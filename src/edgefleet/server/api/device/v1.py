@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.errors import NotFoundError, ProtocolError
+from edgefleet.errors import ProtocolError
 from edgefleet.protocol.v1 import (
     API_PREFIX,
     BatchAck,
@@ -27,6 +27,7 @@ from edgefleet.protocol.v1 import (
 )
 from edgefleet.server.api.auth import CurrentDevice, context
 from edgefleet.server.context import ServerContext
+from edgefleet.server.registry.tuf_repo import TufRepository
 from edgefleet.server.services import devices
 from edgefleet.telemetry import TelemetrySnapshot
 
@@ -110,17 +111,14 @@ def telemetry(body: TelemetryBatch, device: CurrentDevice, ctx: Ctx) -> BatchAck
 
 
 @router.get("/tuf/metadata/{filename}")
-def tuf_metadata(filename: str, _: CurrentDevice, ctx: Ctx) -> Response:
+def tuf_metadata(filename: str, device: CurrentDevice, ctx: Ctx) -> Response:
     """TUF metadata (``root.json``, ``<v>.root.json``, ``timestamp.json``, ...)."""
     body = ctx.repository.metadata(filename)
     return Response(content=body, media_type="application/json")
 
 
 @router.get("/tuf/targets/{path:path}")
-def tuf_target(path: str, _: CurrentDevice, ctx: Ctx) -> FileResponse:
+def tuf_target(path: str, device: CurrentDevice, ctx: Ctx) -> FileResponse:
     """A target file by its consistent-snapshot name ``<dir>/<sha256>.<name>`` (Range honoured)."""
-    _, _, filename = path.rpartition("/")
-    sha256, dot, _ = filename.partition(".")
-    if not dot or len(sha256) != 64:
-        raise NotFoundError(f"no target file {path!r} (expected <dir>/<sha256>.<name>)")
+    _, sha256 = TufRepository.split_target_file_name(path)
     return FileResponse(ctx.artifacts.path(sha256), media_type="application/octet-stream")
