@@ -21,7 +21,7 @@ from tuf.api.exceptions import (
     LengthOrHashMismatchError,
     SlowRetrievalError,
 )
-from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
+from tuf.api.metadata import TargetFile
 from tuf.ngclient.fetcher import FetcherInterface
 
 from edgefleet.errors import UplinkError, VerificationError

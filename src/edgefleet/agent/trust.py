@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import httpx
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import Metadata, Root, TargetFile  # type: ignore[attr-defined]
+from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient.updater import Updater
 
 from edgefleet.agent.download import EventCallback, HttpxFetcher, fetch_target, fsync_dir

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tuf.api.exceptions import DownloadHTTPError, DownloadLengthMismatchError
-from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
+from tuf.api.metadata import TargetFile
 
 from edgefleet.agent.download import HttpxFetcher, fetch_target
 from edgefleet.agent.trust import AgentTrust

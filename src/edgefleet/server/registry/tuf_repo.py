@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from securesystemslib.signer import Signer  # type: ignore[attr-defined]
-from tuf.api.metadata import (  # type: ignore[attr-defined]
+from securesystemslib.signer import Signer
+from tuf.api.metadata import (
     Metadata,
     MetaFile,
     Root,
@@ -32,7 +32,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
     TargetFile,
     Targets,
 )
-from tuf.api.metadata import Timestamp as TimestampRole  # type: ignore[attr-defined]
+from tuf.api.metadata import Timestamp as TimestampRole
 from tuf.api.serialization.json import JSONSerializer
 
 from edgefleet.errors import ConfigurationError, ConflictError, NotFoundError

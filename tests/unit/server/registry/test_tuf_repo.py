@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tuf.api.metadata import Metadata, Root, Snapshot, Targets  # type: ignore[attr-defined]
-from tuf.api.metadata import Timestamp as TimestampRole  # type: ignore[attr-defined]
+from tuf.api.metadata import Metadata, Root, Snapshot, Targets
+from tuf.api.metadata import Timestamp as TimestampRole
 
 from edgefleet.errors import ConfigurationError, ConflictError, NotFoundError
 from edgefleet.server.registry.keys import ExpirySettings, RepositoryKeys
