@@ -3,7 +3,8 @@
 At this stage: build the demo models from code, serve the digit classifier and the
 digit-reader pipeline with ``edgefleet serve`` (real subprocesses), send real requests over the
 Open Inference Protocol, print latency percentiles, throughput and accuracy, then measure the
-digit classifier with ``edgefleet bench`` on this device and behind an emulated cloud link.
+digit classifier with ``edgefleet bench`` on this device and behind an emulated cloud link, and
+finally run a control plane with three agents, deploy the model and print fleet-merged telemetry.
 """
 
 from __future__ import annotations
@@ -173,6 +174,10 @@ def run_demo(workdir: Path, *, seconds: float = 3.0, say: Say = print) -> None:
         say(f"   {label:<26} {len(lat):6d} requests  {qps:7.0f} req/s  {_percentiles(lat)}")
 
     _bench(workdir, models_dir / "digits.onnx", data, seconds, say)
+
+    from edgefleet.cli.demo_fleet import run_fleet_demo
+
+    run_fleet_demo(workdir, models_dir / "digits.onnx", data, seconds, say)
     say(f"\nDone. Models, server logs and the benchmark report are in {workdir}.")
 
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from edgefleet import __version__
 from edgefleet.cli import fleet
+from edgefleet.cli.agent import agent_command
 from edgefleet.cli.bench import bench_app
 from edgefleet.cli.server import server_app
 from edgefleet.errors import (
@@ -54,6 +55,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(bench_app, name="bench")
 app.add_typer(server_app, name="server")
 fleet.register(app)
+app.command("agent")(agent_command)
 
 
 def fail(message: str, code: int) -> NoReturn:
