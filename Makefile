@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: help install browser demo test lint format pytest bench clean
+.PHONY: help install browser postgres demo test lint format pytest bench clean
 
 help:
 	@echo "make demo    build models, serve them, send real requests, print latency percentiles"
@@ -32,6 +32,16 @@ ifeq ($(CHROMIUM),)
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
 endif
 
+# The store's contract tests start a throwaway PostgreSQL cluster of their own
+# (edgefleet.testing.postgres); they only need the server binaries (initdb, pg_ctl).
+INITDB := $(shell command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)
+postgres:
+ifeq ($(INITDB),)
+	@echo "installing Debian's postgresql for the store tests"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null
+endif
+
 demo: $(STAMP)
 	$(VENV)/bin/edgefleet demo
 
@@ -45,7 +55,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
-pytest: $(STAMP) browser
+pytest: $(STAMP) browser postgres
 	$(PY) -m pytest
 
 test: lint pytest

@@ -1,0 +1,1 @@
+"""Revisions, oldest first; file names start with the revision id."""

@@ -1,0 +1,130 @@
+"""Engines for the store: URL checks, SQLite's pragmas and transaction mode, error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, Engine
+
+from edgefleet.errors import StoreError
+
+__all__ = ["BEGIN_OPTION", "create_store_engine", "describe_error", "mask_url"]
+
+BEGIN_OPTION = "edgefleet_sqlite_begin"
+"""Execution option naming SQLite's transaction mode: "DEFERRED" (default) or "IMMEDIATE"."""
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for another process's write transaction to end."""
+
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+_SCHEMES = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+def mask_url(url: str | URL) -> str:
+    """``url`` as text with its password replaced by ``***``."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return "<unparsable URL>"
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = sa.make_url(url)
+    except exc.ArgumentError as error:
+        raise StoreError(f"invalid database URL {mask_url(url)!r}; expected {_SCHEMES}") from error
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgresql" and driver in ("", "psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        database = parsed.database or ""
+        if database in ("", ":memory:") or "mode=memory" in database:
+            raise StoreError(
+                f"database URL {mask_url(parsed)!r} names an in-memory SQLite database, which "
+                "no other connection or process can see; give a file path (sqlite:///PATH)"
+            )
+        if not Path(database).expanduser().parent.is_dir():
+            raise StoreError(
+                f"database URL {mask_url(parsed)!r}: folder {Path(database).parent} does not exist"
+            )
+        return parsed
+    raise StoreError(
+        f"unsupported database URL {mask_url(parsed)!r} (driver {parsed.drivername!r}); "
+        f"expected {_SCHEMES}"
+    )
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url``, checked by opening one connection.
+
+    Raises
+    ------
+    StoreError
+        The URL is malformed or names an unsupported database, or the database cannot be
+        reached; the message shows the URL with its password masked.
+    """
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False})
+        _configure_sqlite(engine)
+    else:
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+        engine = sa.create_engine(
+            parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+        )
+    try:
+        with engine.connect():
+            pass
+    except exc.SQLAlchemyError as error:
+        engine.dispose()
+        raise StoreError(
+            f"cannot open database {mask_url(parsed)}: {describe_error(error, parsed)}"
+        ) from error
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout and foreign keys on every connection; BEGIN issued by SQLAlchemy.
+
+    The sqlite3 module's own transaction handling is switched off so that the store decides how
+    each transaction begins: ``BEGIN IMMEDIATE`` for writes takes SQLite's write lock up front,
+    so concurrent writers (threads or processes) queue on the busy timeout instead of failing
+    when a read lock cannot be upgraded.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def describe_error(error: BaseException, url: URL | None = None) -> str:
+    """A one-line description of a database error, without SQL, parameters or a password."""
+    detail = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
+    text = " ".join(str(detail).split()) or type(detail).__name__
+    if url is not None and url.password:
+        text = text.replace(str(url.password), "***")
+    lowered = text.lower()
+    if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+        text += " (the schema is missing or old: run Store.migrate())"
+    return text

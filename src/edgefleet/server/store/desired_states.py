@@ -1,0 +1,150 @@
+"""Desired states: per device, a version that only grows and the model payload to sign."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from edgefleet.errors import NotFoundError
+from edgefleet.server.store import schema
+from edgefleet.server.store._base import StoreBase
+from edgefleet.server.store.rows import DesiredStateRow
+
+__all__ = ["DesiredStateStore"]
+
+_CHUNK = 500
+"""Devices per statement (well below SQLite's and PostgreSQL's limits on bound parameters)."""
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class DesiredStateStore(StoreBase):
+    """Desired states."""
+
+    def set_desired_state(
+        self, device_id: str, model: dict[str, Any] | None, now: float, expires_at: float
+    ) -> int:
+        """Give ``device_id`` a new desired state; return its version (one more than before).
+
+        Parameters
+        ----------
+        device_id
+            An enrolled device.
+        model
+            The desired model (a :class:`edgefleet.protocol.v1.DesiredModel` as a dict), or
+            None for "run no model".
+        now
+            The issue time.
+        expires_at
+            When the signed desired state expires.
+
+        Raises
+        ------
+        NotFoundError
+            No device ``device_id``.
+        """
+        return self.set_desired_states([device_id], model, now, expires_at)[device_id]
+
+    def set_desired_states(
+        self,
+        device_ids: Sequence[str],
+        model: dict[str, Any] | None,
+        now: float,
+        expires_at: float,
+    ) -> dict[str, int]:
+        """Give every device of ``device_ids`` the same desired model, in one transaction.
+
+        Each device's desired version grows by one (repeated ids count once). Either every
+        device gets the new state or, when one is unknown, none does.
+
+        Returns
+        -------
+        dict of str to int
+            Device id -> its new desired-state version.
+
+        Raises
+        ------
+        NotFoundError
+            An id names no device (the message lists up to ten of them).
+        """
+        ids = sorted(set(device_ids))
+        if not ids:
+            return {}
+        with self._write() as connection:
+            versions = self._bump_versions(connection, ids)
+            missing = [device_id for device_id in ids if device_id not in versions]
+            if missing:
+                shown = ", ".join(repr(d) for d in missing[:10])
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                raise NotFoundError(f"no device {shown}{more}; no desired state was changed")
+            table = schema.desired_states
+            upsert = self._insert(table)
+            statement = upsert.on_conflict_do_update(
+                index_elements=[table.c.device_id],
+                set_={
+                    "version": upsert.excluded.version,
+                    "model": upsert.excluded.model,
+                    "issued_at": upsert.excluded.issued_at,
+                    "expires_at": upsert.excluded.expires_at,
+                },
+            )
+            connection.execute(
+                statement,
+                [
+                    {
+                        "device_id": device_id,
+                        "version": version,
+                        "model": model,
+                        "issued_at": now,
+                        "expires_at": expires_at,
+                    }
+                    for device_id, version in versions.items()
+                ],
+            )
+        return versions
+
+    @staticmethod
+    def _bump_versions(connection: Connection, ids: list[str]) -> dict[str, int]:
+        """Increment ``desired_version`` of the known devices among the sorted ``ids``.
+
+        On PostgreSQL the rows are locked in id order first, so that two deployments to
+        overlapping sets of devices cannot deadlock.
+        """
+        devices = schema.devices
+        versions: dict[str, int] = {}
+        for chunk in _chunks(ids, _CHUNK):
+            connection.execute(
+                sa.select(devices.c.device_id)
+                .where(devices.c.device_id.in_(chunk))
+                .order_by(devices.c.device_id)
+                .with_for_update()
+            )
+            result = connection.execute(
+                sa.update(devices)
+                .where(devices.c.device_id.in_(chunk))
+                .values(desired_version=devices.c.desired_version + 1)
+                .returning(devices.c.device_id, devices.c.desired_version)
+            )
+            versions.update({row.device_id: int(row.desired_version) for row in result})
+        return versions
+
+    def get_desired_state(self, device_id: str) -> DesiredStateRow | None:
+        """The newest desired state of ``device_id``, or None (unknown device, or none yet)."""
+        table = schema.desired_states
+        with self._read() as connection:
+            row = connection.execute(sa.select(table).where(table.c.device_id == device_id)).first()
+        if row is None:
+            return None
+        return DesiredStateRow(
+            device_id=row.device_id,
+            version=row.version,
+            model=None if row.model is None else dict(row.model),
+            issued_at=row.issued_at,
+            expires_at=row.expires_at,
+        )

@@ -1,0 +1,137 @@
+"""Enrolled devices: identity, labels, last heartbeat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from edgefleet.errors import ConflictError, NotFoundError
+from edgefleet.server.store import schema
+from edgefleet.server.store._base import StoreBase
+from edgefleet.server.store.rows import DeviceRow
+
+__all__ = ["DeviceStore"]
+
+
+def device_row(row: Any) -> DeviceRow:
+    """A :class:`DeviceRow` from a result row of the ``devices`` table."""
+    return DeviceRow(
+        device_id=row.device_id,
+        credential_hash=row.credential_hash,
+        labels=dict(row.labels),
+        inventory=dict(row.inventory),
+        state=row.state,
+        enrolled_at=row.enrolled_at,
+        last_seen_at=row.last_seen_at,
+        telemetry_dropped=row.telemetry_dropped,
+        desired_version=row.desired_version,
+    )
+
+
+def matches(labels: dict[str, str], selector: dict[str, str]) -> bool:
+    """Whether every ``key=value`` of ``selector`` is among ``labels``.
+
+    >>> matches({"site": "a", "tier": "edge"}, {"site": "a"}), matches({}, {"site": "a"})
+    (True, False)
+    """
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+class DeviceStore(StoreBase):
+    """Devices."""
+
+    def create_device(
+        self,
+        device_id: str,
+        credential_hash: str,
+        labels: dict[str, str],
+        inventory: dict[str, Any],
+        now: float,
+    ) -> DeviceRow:
+        """Enrol a device (state ``"enrolled"``, seen ``now``, desired version 0).
+
+        Raises
+        ------
+        ConflictError
+            The device id or the credential hash is taken.
+        """
+        table = schema.devices
+        statement = (
+            self._insert(table)
+            .values(
+                device_id=device_id,
+                credential_hash=credential_hash,
+                labels=dict(labels),
+                inventory=dict(inventory),
+                state="enrolled",
+                enrolled_at=now,
+                last_seen_at=now,
+                telemetry_dropped=0,
+                desired_version=0,
+            )
+            .on_conflict_do_nothing()
+            .returning(*table.c)
+        )
+        with self._write() as connection:
+            row = connection.execute(statement).first()
+        if row is None:
+            raise ConflictError(f"device {device_id!r} or its credential exists already")
+        return device_row(row)
+
+    def get_device(self, device_id: str) -> DeviceRow | None:
+        """The device ``device_id``, or None."""
+        table = schema.devices
+        with self._read() as connection:
+            row = connection.execute(sa.select(table).where(table.c.device_id == device_id)).first()
+        return None if row is None else device_row(row)
+
+    def find_device_by_credential(self, credential_hash: str) -> DeviceRow | None:
+        """The device whose credential has this hash, or None."""
+        table = schema.devices
+        with self._read() as connection:
+            row = connection.execute(
+                sa.select(table).where(table.c.credential_hash == credential_hash)
+            ).first()
+        return None if row is None else device_row(row)
+
+    def list_devices(self, selector: dict[str, str] | None = None) -> list[DeviceRow]:
+        """Devices whose labels match every ``key=value`` of ``selector`` (all if None or empty).
+
+        Sorted by device id. Labels are matched in Python, the same way on every dialect.
+        """
+        table = schema.devices
+        with self._read() as connection:
+            rows = connection.execute(sa.select(table).order_by(table.c.device_id)).all()
+        devices = [device_row(row) for row in rows]
+        if not selector:
+            return devices
+        return [device for device in devices if matches(device.labels, selector)]
+
+    def record_heartbeat(
+        self, device_id: str, inventory: dict[str, Any], state: str, now: float
+    ) -> DeviceRow:
+        """Store a heartbeat: the new inventory and state, seen ``now``; labels stay as enrolled.
+
+        Returns
+        -------
+        DeviceRow
+            The device after the update.
+
+        Raises
+        ------
+        NotFoundError
+            No device ``device_id``.
+        """
+        table = schema.devices
+        statement = (
+            sa.update(table)
+            .where(table.c.device_id == device_id)
+            .values(inventory=dict(inventory), state=state, last_seen_at=now)
+            .returning(*table.c)
+        )
+        with self._write() as connection:
+            row = connection.execute(statement).first()
+        if row is None:
+            raise NotFoundError(f"no device {device_id!r}")
+        return device_row(row)

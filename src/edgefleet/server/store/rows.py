@@ -1,0 +1,143 @@
+"""The rows the store returns: frozen dataclasses, JSON columns decoded to dicts and lists.
+
+Timestamps are float Unix seconds, as the caller passed them in (``now``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DesiredStateRow",
+    "DeviceRow",
+    "EnrollTokenRow",
+    "EventRow",
+    "ModelVersionRow",
+    "OperatorTokenRow",
+    "ReleaseRow",
+    "TelemetryRow",
+]
+
+
+@dataclass(frozen=True)
+class OperatorTokenRow:
+    """An operator's API token (only its hash is stored)."""
+
+    id: int
+    token_hash: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class EnrollTokenRow:
+    """An enrolment token: labels given to the devices it enrols, and how often it may be used.
+
+    ``uses`` and ``remaining`` are None for a token without a use limit; ``expires_at`` is None
+    for a token that never expires.
+    """
+
+    id: int
+    token_hash: str
+    labels: dict[str, str]
+    uses: int | None
+    remaining: int | None
+    expires_at: float | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """An enrolled device, its last reported inventory and its bookkeeping counters.
+
+    ``telemetry_dropped`` is the highest drop counter the device's spool reported;
+    ``desired_version`` the version of its newest desired state (0 before the first).
+    """
+
+    device_id: str
+    credential_hash: str
+    labels: dict[str, str]
+    inventory: dict[str, Any]
+    state: str
+    enrolled_at: float
+    last_seen_at: float
+    telemetry_dropped: int
+    desired_version: int
+
+
+@dataclass(frozen=True)
+class ModelVersionRow:
+    """A pushed model version: the file's identity and what a device needs to check it."""
+
+    id: int
+    name: str
+    version: str
+    sha256: str
+    size_bytes: int
+    opset: int
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    memory_estimate_bytes: int
+    golden_sha256: str | None
+    calibration: dict[str, Any] | None
+    metadata: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    """A published TUF target of a model version; ``release`` only grows per model name."""
+
+    name: str
+    release: int
+    version: str
+    target: str
+    sha256: str
+    length: int
+    custom: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DesiredStateRow:
+    """The newest desired state of one device (``model`` None: run no model)."""
+
+    device_id: str
+    version: int
+    model: dict[str, Any] | None
+    issued_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One step of an agent's work, as the agent reported it."""
+
+    id: int
+    device_id: str
+    event_id: str
+    at: float
+    kind: str
+    model: str
+    version: str
+    release: int
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class TelemetryRow:
+    """One model version's telemetry over one time window of one device."""
+
+    id: int
+    device_id: str
+    window_id: str
+    model: str
+    version: str
+    started_at: float
+    ended_at: float
+    snapshot: dict[str, Any]
+    swaps: int
+    rollbacks: int
+    received_at: float

@@ -1,0 +1,204 @@
+"""The tables the store queries (SQLAlchemy Core).
+
+This module describes the schema at the newest migration; the migrations in
+:mod:`edgefleet.server.migrations` are what create and change it. A contract test compares the
+two, so a change here without a revision fails.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = [
+    "desired_states",
+    "devices",
+    "enroll_tokens",
+    "events",
+    "locks",
+    "metadata",
+    "model_versions",
+    "operator_tokens",
+    "release_counters",
+    "releases",
+    "settings",
+    "telemetry_windows",
+    "tuf_metadata",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint names are fixed so that later revisions can refer to them on both dialects."""
+
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""Surrogate keys: 64-bit on PostgreSQL; SQLite only auto-increments an INTEGER primary key."""
+
+TIME: sa.Double[float] = sa.Double()
+"""Float Unix seconds."""
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+operator_tokens = sa.Table(
+    "operator_tokens",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", TIME, nullable=False),
+)
+
+enroll_tokens = sa.Table(
+    "enroll_tokens",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("labels", sa.JSON(), nullable=False),
+    sa.Column("uses", sa.Integer(), nullable=True),
+    sa.Column("remaining", sa.Integer(), nullable=True),
+    sa.Column("expires_at", TIME, nullable=True),
+    sa.Column("created_at", TIME, nullable=False),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("credential_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("labels", sa.JSON(), nullable=False),
+    sa.Column("inventory", sa.JSON(), nullable=False),
+    sa.Column("state", sa.String(64), nullable=False),
+    sa.Column("enrolled_at", TIME, nullable=False),
+    sa.Column("last_seen_at", TIME, nullable=False),
+    sa.Column("telemetry_dropped", sa.BigInteger(), nullable=False),
+    sa.Column("desired_version", sa.BigInteger(), nullable=False),
+)
+
+desired_states = sa.Table(
+    "desired_states",
+    metadata,
+    sa.Column(
+        "device_id",
+        sa.String(64),
+        sa.ForeignKey("devices.device_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("model", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("issued_at", TIME, nullable=False),
+    sa.Column("expires_at", TIME, nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+    sa.Column("opset", sa.Integer(), nullable=False),
+    sa.Column("inputs", sa.JSON(), nullable=False),
+    sa.Column("outputs", sa.JSON(), nullable=False),
+    sa.Column("memory_estimate_bytes", sa.BigInteger(), nullable=False),
+    sa.Column("golden_sha256", sa.String(64), nullable=True),
+    sa.Column("calibration", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("metadata", sa.JSON(), nullable=False),
+    sa.Column("created_at", TIME, nullable=False),
+    sa.UniqueConstraint("name", "version"),
+)
+
+release_counters = sa.Table(
+    "release_counters",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("last_release", sa.BigInteger(), nullable=False),
+)
+
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("release", sa.BigInteger(), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(500), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("length", sa.BigInteger(), nullable=False),
+    sa.Column("custom", sa.JSON(), nullable=False),
+    sa.Column("created_at", TIME, nullable=False),
+    sa.UniqueConstraint("name", "release"),
+    sa.ForeignKeyConstraint(["name", "version"], ["model_versions.name", "model_versions.version"]),
+    sa.Index(None, "name", "version"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column(
+        "device_id",
+        sa.String(64),
+        sa.ForeignKey("devices.device_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("at", TIME, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("release", sa.BigInteger(), nullable=False),
+    sa.Column("ok", sa.Boolean(), nullable=False),
+    sa.Column("detail", sa.Text(), nullable=False),
+    sa.UniqueConstraint("device_id", "event_id"),
+    sa.Index(None, "device_id", "at"),
+    sa.Index(None, "at"),
+)
+
+telemetry_windows = sa.Table(
+    "telemetry_windows",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column(
+        "device_id",
+        sa.String(64),
+        sa.ForeignKey("devices.device_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("window_id", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("started_at", TIME, nullable=False),
+    sa.Column("ended_at", TIME, nullable=False),
+    sa.Column("snapshot", sa.JSON(), nullable=False),
+    sa.Column("swaps", sa.Integer(), nullable=False),
+    sa.Column("rollbacks", sa.Integer(), nullable=False),
+    sa.Column("received_at", TIME, nullable=False),
+    sa.UniqueConstraint("device_id", "window_id"),
+    sa.Index(None, "device_id", "started_at"),
+    sa.Index(None, "model", "version", "started_at"),
+)
+
+tuf_metadata = sa.Table(
+    "tuf_metadata",
+    metadata,
+    sa.Column("filename", sa.String(255), primary_key=True),
+    sa.Column("body", sa.LargeBinary(), nullable=False),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("expires_at", TIME, nullable=False),
+)

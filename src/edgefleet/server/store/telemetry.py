@@ -1,0 +1,140 @@
+"""Telemetry windows, stored once per ``(device_id, window_id)``, and the spool's drop counter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from edgefleet.server.store import schema
+from edgefleet.server.store._base import StoreBase
+from edgefleet.server.store.rows import TelemetryRow
+
+__all__ = ["TelemetryStore"]
+
+_REQUIRED = ("window_id", "model", "version", "started_at", "ended_at", "snapshot")
+
+
+def _values(device_id: str, index: int, window: Mapping[str, Any], now: float) -> dict[str, Any]:
+    missing = [key for key in _REQUIRED if key not in window]
+    if missing:
+        raise ValueError(f"telemetry window {index} has no {', '.join(missing)}")
+    return {
+        "device_id": device_id,
+        "window_id": str(window["window_id"]),
+        "model": str(window["model"]),
+        "version": str(window["version"]),
+        "started_at": float(window["started_at"]),
+        "ended_at": float(window["ended_at"]),
+        "snapshot": dict(window["snapshot"]),
+        "swaps": int(window.get("swaps", 0)),
+        "rollbacks": int(window.get("rollbacks", 0)),
+        "received_at": now,
+    }
+
+
+def _row(row: Any) -> TelemetryRow:
+    return TelemetryRow(
+        id=row.id,
+        device_id=row.device_id,
+        window_id=row.window_id,
+        model=row.model,
+        version=row.version,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        snapshot=dict(row.snapshot),
+        swaps=row.swaps,
+        rollbacks=row.rollbacks,
+        received_at=row.received_at,
+    )
+
+
+class TelemetryStore(StoreBase):
+    """Telemetry windows."""
+
+    def add_telemetry(
+        self,
+        device_id: str,
+        windows: Sequence[Mapping[str, Any]],
+        dropped_total: int,
+        now: float,
+    ) -> tuple[int, int]:
+        """Store a device's telemetry windows and its spool's drop counter.
+
+        Parameters
+        ----------
+        device_id
+            The reporting device.
+        windows
+            Dicts with the fields of :class:`edgefleet.protocol.v1.TelemetryWindow`
+            (``swaps`` and ``rollbacks`` default to 0).
+        dropped_total
+            Windows the device's spool ever dropped; the device keeps the highest value seen,
+            so a late, older batch never lowers it.
+        now
+            When the batch was received.
+
+        Returns
+        -------
+        tuple of (int, int)
+            ``(accepted, duplicates)``: windows stored now, and windows stored before.
+
+        Raises
+        ------
+        NotFoundError
+            No device ``device_id``.
+        ValueError
+            A window lacks a required field.
+        """
+        rows = [_values(device_id, index, window, now) for index, window in enumerate(windows)]
+        table = schema.telemetry_windows
+        devices = schema.devices
+        dropped = devices.c.telemetry_dropped
+        with self._write() as connection:
+            self._require_device(connection, device_id)
+            connection.execute(
+                sa.update(devices)
+                .where(devices.c.device_id == device_id, dropped < dropped_total)
+                .values(telemetry_dropped=dropped_total)
+            )
+            if not rows:
+                return 0, 0
+            statement = (
+                self._insert(table)
+                .on_conflict_do_nothing(index_elements=[table.c.device_id, table.c.window_id])
+                .returning(table.c.id)
+            )
+            accepted = len(connection.execute(statement, rows).all())
+        return accepted, len(rows) - accepted
+
+    def list_telemetry(
+        self,
+        *,
+        device_id: str | None = None,
+        model: str | None = None,
+        version: str | None = None,
+        since: float | None = None,
+    ) -> list[TelemetryRow]:
+        """Stored windows matching every filter given, oldest first.
+
+        Parameters
+        ----------
+        device_id, model, version
+            Only windows of this device, model name, model version.
+        since
+            Only windows that started at or after this time.
+        """
+        table = schema.telemetry_windows
+        query = sa.select(table).order_by(table.c.started_at, table.c.id)
+        if device_id is not None:
+            query = query.where(table.c.device_id == device_id)
+        if model is not None:
+            query = query.where(table.c.model == model)
+        if version is not None:
+            query = query.where(table.c.version == version)
+        if since is not None:
+            query = query.where(table.c.started_at >= since)
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        return [_row(row) for row in rows]
