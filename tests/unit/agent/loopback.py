@@ -62,6 +62,8 @@ class LoopbackControlPlane:
         When set, every device request (enrolment included) gets this status.
     overrides
         Path (after the API prefix) to a fixed (status, body) answer.
+    lose_answers
+        Paths whose requests are processed, but answered with 502 (the answer got lost).
     """
 
     def __init__(self, keys: RepositoryKeys, *, tokens: tuple[str, ...] = (ENROLL_TOKEN,)) -> None:
@@ -77,6 +79,7 @@ class LoopbackControlPlane:
         self.targets: dict[str, bytes] = {}
         self.fail_status: int | None = None
         self.overrides: dict[str, tuple[int, bytes]] = {}
+        self.lose_answers: set[str] = set()
         self.requests: list[tuple[str, str, int]] = []
         self._desired: dict[str, DesiredState] = {}
         self._changed = threading.Condition()
@@ -165,6 +168,8 @@ class LoopbackControlPlane:
 
     def _handle(self, request: Request) -> Response:
         response = self._route(request)
+        if request.path.removeprefix(API_PREFIX) in self.lose_answers:
+            response = _error(502, "the answer was lost on the way")
         self.requests.append((request.method, request.path, response.status))
         return response
 

@@ -1,0 +1,321 @@
+"""Events and telemetry windows into the spool, and the uploader that empties it.
+
+Everything the agent reports goes through the spool first, so a device offline for days loses
+nothing but what the spool's byte budget drops (and that is counted). The uploader acknowledges
+a batch only after the control plane answered 2xx; a retried batch cannot double count because
+the server keeps windows and events unique by id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, get_args
+
+from edgefleet.agent.uplink import RefusedError, RequestTooLargeError, Uplink
+from edgefleet.errors import UplinkError
+from edgefleet.protocol.v1 import Event, EventBatch, EventKind, TelemetryBatch, TelemetryWindow
+from edgefleet.runtime import Servable
+from edgefleet.telemetry import TelemetrySnapshot
+
+__all__ = ["EVENT_KINDS", "EventLog", "SpoolLike", "Uploader", "WindowCollector"]
+
+log = logging.getLogger(__name__)
+
+EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))
+_MAX_DETAIL = 4000
+
+
+class BatchLike(Protocol):
+    """What :meth:`SpoolLike.pending` returns."""
+
+    @property
+    def windows(self) -> Sequence[TelemetryWindow]:
+        """Windows of the batch, oldest first."""
+        ...
+
+    @property
+    def events(self) -> Sequence[Event]:
+        """Events of the batch, oldest first."""
+        ...
+
+
+class SpoolLike(Protocol):
+    """The part of :class:`edgefleet.agent.spool.Spool` the reporter uses."""
+
+    def add_window(self, window: TelemetryWindow) -> object:
+        """Store a window."""
+        ...
+
+    def add_event(self, event: Event) -> object:
+        """Store an event."""
+        ...
+
+    def pending(self, *, max_windows: int = 200, max_events: int = 500) -> Any:
+        """The oldest unacknowledged windows and events."""
+        ...
+
+    def ack(self, batch: Any) -> object:
+        """Forget a batch the server accepted."""
+        ...
+
+    @property
+    def dropped_total(self) -> int:
+        """Windows ever dropped over the byte budget."""
+        ...
+
+
+class EventLog:
+    """Turns the agent's steps into :class:`~edgefleet.protocol.v1.Event` rows in the spool.
+
+    Parameters
+    ----------
+    spool
+        Where events go.
+    lock
+        Serialises spool access with the other reporters.
+    clock
+        Unix time.
+    """
+
+    def __init__(
+        self,
+        spool: SpoolLike,
+        lock: threading.Lock | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spool = spool
+        self.lock = lock or threading.Lock()
+        self.clock = clock
+
+    def emit(
+        self,
+        kind: str,
+        *,
+        model: str = "",
+        version: str = "",
+        release: int = 0,
+        ok: bool = True,
+        detail: str = "",
+    ) -> Event:
+        """Record one event (an unknown ``kind`` is recorded as ``error``) and log it."""
+        if kind not in EVENT_KINDS:
+            detail, kind = f"{kind}: {detail}", "error"
+        event = Event.model_validate(
+            {
+                "event_id": uuid.uuid4().hex,
+                "at": self.clock(),
+                "kind": kind,
+                "model": model,
+                "version": version,
+                "release": release,
+                "ok": ok,
+                "detail": detail[:_MAX_DETAIL],
+            }
+        )
+        level = logging.INFO if ok else logging.WARNING
+        subject = f" {model}:{version} (release {release})" if model else ""
+        log.log(level, "%s%s%s", kind, subject, f": {detail}" if detail else "")
+        with self.lock:
+            self.spool.add_event(event)
+        return event
+
+
+class WindowCollector:
+    """Closes telemetry windows of the active servable into the spool.
+
+    It also keeps the telemetry of the active servable since it was attached (merged windows
+    plus the open one), which the health watch judges, and which becomes the baseline of the
+    next model when this one is retired.
+
+    Parameters
+    ----------
+    spool
+        Where windows go.
+    lock
+        Serialises spool access with the other reporters.
+    keep_empty
+        Also spool windows without a single call (by default they are skipped).
+    """
+
+    def __init__(
+        self, spool: SpoolLike, lock: threading.Lock | None = None, *, keep_empty: bool = False
+    ) -> None:
+        self.spool = spool
+        self.spool_lock = lock or threading.Lock()
+        self.keep_empty = keep_empty
+        self._lock = threading.RLock()
+        self._servable: Servable | None = None
+        self._total: TelemetrySnapshot | None = None
+        self._swaps = 0
+        self._rollbacks = 0
+
+    @property
+    def servable(self) -> Servable | None:
+        """The servable whose windows are collected."""
+        return self._servable
+
+    def attach(self, servable: Servable | None) -> None:
+        """Collect ``servable`` from now on (the caller retired the previous one)."""
+        with self._lock:
+            self._servable = servable
+            self._total = None
+
+    def count_swap(self, *, rollback: bool = False) -> None:
+        """Count a model swap (or a rollback) in the next window."""
+        with self._lock:
+            if rollback:
+                self._rollbacks += 1
+            else:
+                self._swaps += 1
+
+    def close_window(self) -> TelemetryWindow | None:
+        """Snapshot and reset the active servable's telemetry; spool it as one window."""
+        with self._lock:
+            servable = self._servable
+            if servable is None:
+                return None
+            snap = servable.telemetry.snapshot(reset=True)
+            self._total = snap if self._total is None else self._total.merge(snap)
+            return self._spool(snap)
+
+    def retire(self) -> TelemetrySnapshot | None:
+        """Close the last window of the active servable, detach it, return all it recorded."""
+        with self._lock:
+            self.close_window()
+            total = self._total
+            self.attach(None)
+            return total
+
+    def since_attach(self) -> TelemetrySnapshot | None:
+        """Everything the active servable recorded since :meth:`attach` (windows + open one)."""
+        with self._lock:
+            servable = self._servable
+            if servable is None:
+                return None
+            current = servable.telemetry.snapshot(reset=False)
+            return current if self._total is None else self._total.merge(current)
+
+    def _spool(self, snap: TelemetrySnapshot) -> TelemetryWindow | None:
+        calls = snap.count + snap.errors + snap.rejected
+        if not (calls or self._swaps or self._rollbacks or self.keep_empty):
+            return None
+        window = TelemetryWindow(
+            window_id=uuid.uuid4().hex,
+            model=snap.model,
+            version=snap.version,
+            started_at=snap.started_at,
+            ended_at=snap.ended_at,
+            snapshot=snap.to_dict(),
+            swaps=self._swaps,
+            rollbacks=self._rollbacks,
+        )
+        with self.spool_lock:
+            self.spool.add_window(window)
+        self._swaps = self._rollbacks = 0
+        return window
+
+
+class Uploader:
+    """Sends spooled windows and events to the control plane, acknowledging only on 2xx.
+
+    Parameters
+    ----------
+    spool
+        The spool to empty.
+    uplink
+        The control plane client.
+    events
+        Where a ``telemetry_dropped`` event goes when the spool's drop counter grows.
+    lock
+        Serialises spool access with the other reporters.
+    max_windows, max_events
+        Largest batch; halved after a 413 or an oversized body.
+    """
+
+    def __init__(
+        self,
+        spool: SpoolLike,
+        uplink: Uplink,
+        events: EventLog,
+        lock: threading.Lock | None = None,
+        *,
+        max_windows: int = 200,
+        max_events: int = 500,
+    ) -> None:
+        self.spool = spool
+        self.uplink = uplink
+        self.events = events
+        self.lock = lock or threading.Lock()
+        self.max_windows = max_windows
+        self.max_events = max_events
+        with self.lock:
+            self._dropped_seen = spool.dropped_total
+
+    def upload_once(self) -> tuple[int, bool]:
+        """Send one batch; return (items acknowledged, whether more may be waiting).
+
+        Raises
+        ------
+        UplinkError
+            The batch could not be delivered; nothing was acknowledged.
+        """
+        self._note_drops()
+        with self.lock:
+            batch: BatchLike = self.spool.pending(
+                max_windows=self.max_windows, max_events=self.max_events
+            )
+            dropped_total = self.spool.dropped_total
+        windows, events = list(batch.windows), list(batch.events)
+        if not windows and not events:
+            return 0, False
+        try:
+            if windows:
+                self.uplink.send_telemetry(
+                    TelemetryBatch(
+                        batch_id=uuid.uuid4().hex, windows=windows, dropped_total=dropped_total
+                    )
+                )
+            if events:
+                self.uplink.send_events(EventBatch(events=events))
+        except UplinkError as exc:
+            if self._too_large(exc) and (len(windows) > 1 or len(events) > 1):
+                self.max_windows = max(1, len(windows) // 2)
+                self.max_events = max(1, len(events) // 2)
+                log.info("batch too large; now sending at most %d windows", self.max_windows)
+                return 0, True
+            raise
+        with self.lock:
+            self.spool.ack(batch)
+        full = len(windows) >= self.max_windows or len(events) >= self.max_events
+        return len(windows) + len(events), full
+
+    def drain(self) -> int:
+        """Upload batches until the spool is empty; return the items acknowledged."""
+        sent = 0
+        more = True
+        while more:
+            done, more = self.upload_once()
+            sent += done
+        return sent
+
+    def _note_drops(self) -> None:
+        with self.lock:
+            dropped = self.spool.dropped_total
+        if dropped > self._dropped_seen:
+            self.events.emit(
+                "telemetry_dropped",
+                ok=False,
+                detail=f"the spool dropped {dropped - self._dropped_seen} windows over its "
+                f"byte budget ({dropped} in all)",
+            )
+            self._dropped_seen = dropped
+
+    @staticmethod
+    def _too_large(exc: UplinkError) -> bool:
+        if isinstance(exc, RefusedError):
+            return exc.status == 413
+        return isinstance(exc, RequestTooLargeError)

@@ -1,0 +1,464 @@
+"""Apply a desired state: fetch, check, smoke-test, hot-swap, watch, and roll back locally.
+
+Order of one update (every step is reported as an :class:`~edgefleet.protocol.v1.Event`):
+
+1. ``fetch_model`` through TUF (``download_started``, ``download_finished``, ``verified``;
+   ``verification_failed`` on any trust error);
+2. compatibility with this machine (``incompatible``), then loading with ONNX Runtime;
+3. the golden-input smoke test when the release has golden data (``smoke_test_passed`` or
+   ``smoke_test_failed``);
+4. hot swap under the model's registry name, ``state.json`` written, the release accepted
+   (``activated``);
+5. the health watch; a failing model is swapped back to the previous one (``rolled_back``),
+   a healthy one is reported (``health_passed``).
+
+On a failure at any step the current model keeps serving. A desired model that failed is not
+tried again before ``retry_failed_s * 2**(n-1)`` (capped, jittered) unless a new desired-state
+version arrives. A desired state without a model keeps the current one serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import onnx
+import onnxruntime as ort
+
+from edgefleet.agent.compat import check_compatibility, max_supported_opset
+from edgefleet.agent.health import HealthPolicy, HealthVerdict, HealthWatch
+from edgefleet.agent.inventory import memory_info
+from edgefleet.agent.reporter import EventLog, WindowCollector
+from edgefleet.agent.smoke import run_smoke_test
+from edgefleet.agent.state import AgentState, FailureRecord, ModelRecord, StateStore
+from edgefleet.agent.trust import VerifiedModel
+from edgefleet.errors import (
+    CompatibilityError,
+    ConfigurationError,
+    EdgefleetError,
+    ModelLoadError,
+    UplinkError,
+    VerificationError,
+)
+from edgefleet.protocol.v1 import ActiveModel, DesiredModel, DesiredState
+from edgefleet.runtime import ModelRepository, Servable, load
+from edgefleet.telemetry import TelemetrySnapshot
+
+__all__ = ["ModelSource", "Updater"]
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[str, str], None]
+
+
+class ModelSource(Protocol):
+    """Where verified models come from (:class:`edgefleet.agent.trust.AgentTrust`)."""
+
+    def fetch_model(
+        self, desired: DesiredModel, on_event: EventCallback | None = None
+    ) -> VerifiedModel:
+        """Download and verify the desired model's file (and golden data)."""
+        ...
+
+    def accept_release(self, name: str, release: int) -> None:
+        """Remember that ``release`` of ``name`` was activated (refuse lower ones later)."""
+        ...
+
+
+class Updater:
+    """Owns the served model: installs desired models, watches them, rolls back.
+
+    Parameters
+    ----------
+    repository
+        The repository the local OIP server serves from.
+    store
+        ``state.json``.
+    models_dir
+        Where verified model files live; only files there are ever loaded.
+    events
+        Where the steps are reported.
+    collector
+        Telemetry windows of the active model (also the health watch's data).
+    policy
+        Health watch thresholds.
+    load_options
+        Keyword options for :func:`edgefleet.runtime.load` (not ``name`` or ``version``).
+    retry_base_s, retry_max_s
+        Wait before a failed desired model is tried again: doubles per failure, capped.
+    """
+
+    def __init__(
+        self,
+        *,
+        repository: ModelRepository,
+        store: StateStore,
+        models_dir: Path,
+        events: EventLog,
+        collector: WindowCollector,
+        policy: HealthPolicy,
+        load_options: dict[str, Any] | None = None,
+        retry_base_s: float = 60.0,
+        retry_max_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.repository = repository
+        self.store = store
+        self.models_dir = models_dir
+        self.events = events
+        self.collector = collector
+        self.policy = policy
+        self.load_options = dict(load_options or {})
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = max(retry_max_s, retry_base_s)
+        self.clock = clock
+        self.monotonic = monotonic
+        self._rng = rng or random.Random()
+        self._lock = threading.RLock()
+        self._state = AgentState()
+        self._watch: HealthWatch | None = None
+        self.phase = "idle"
+
+    # -- what is served -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> AgentState:
+        """The state as last written to ``state.json``."""
+        return self._state
+
+    @property
+    def watching(self) -> bool:
+        """Whether a health watch runs."""
+        return self._watch is not None
+
+    def active_model(self) -> ActiveModel | None:
+        """The active model for heartbeats."""
+        active = self._state.active
+        if active is None:
+            return None
+        return ActiveModel(
+            name=active.name, version=active.version, release=active.release, sha256=active.sha256
+        )
+
+    def restore(self, *, crashed: bool = False) -> Servable | None:
+        """Serve the model named in ``state.json`` (before anything touches the network).
+
+        With ``crashed`` (the previous run ended without a clean stop) while the active model
+        was still under its health watch, the previous model is restored instead and the
+        active one reported as rolled back. A clean restart resumes the watch (without a
+        latency baseline).
+        """
+        with self._lock:
+            self._state = state = self.store.load()
+            if state.active is None:
+                return None
+            if crashed and state.watching_since is not None and state.previous is not None:
+                self._rollback_locked("the agent stopped unexpectedly during the health watch")
+                return self.collector.servable
+            for record in (state.active, state.previous):
+                if record is None:
+                    continue
+                try:
+                    servable = self._load_record(record)
+                except (EdgefleetError, OSError) as exc:
+                    self._emit_failure("error", record, f"cannot restore the model: {exc}")
+                    continue
+                self._swap_in(servable, count=False)
+                if record is not state.active:
+                    self._save(AgentState(active=record, desired_version=state.desired_version))
+                elif state.watching_since is not None:
+                    self._watch = HealthWatch(self.policy, None, self.monotonic())
+                    self.phase = "watching"
+                return servable
+            self._save(state.model_copy(update={"active": None, "previous": None}))
+            return None
+
+    # -- applying a desired state ---------------------------------------------------------
+
+    def reconcile(self, desired: DesiredState, source: ModelSource) -> bool:
+        """Bring the served model in line with ``desired``; return whether a model was activated.
+
+        Never raises for a failed step: the step is reported and the current model stays.
+        """
+        with self._lock:
+            if desired.version != self._state.desired_version:
+                self._save(self._state.model_copy(update={"desired_version": desired.version}))
+            target = desired.model
+            if target is None or self._is_active(target, source):
+                return False
+            failure = self._state.failures.get(_key(desired.version, target.sha256))
+            if failure is not None and self.clock() < failure.retry_at:
+                return False
+        self.phase = "downloading"
+        try:
+            verified = source.fetch_model(target, on_event=self._on_trust_event(target))
+        except VerificationError as exc:
+            self._fail(desired.version, target, "verification_failed", str(exc))
+            return False
+        except UplinkError as exc:
+            self._fail(desired.version, target, "error", f"download failed: {exc}")
+            return False
+        finally:
+            self.phase = "watching" if self._watch else "idle"
+        return self.install(verified, target, desired.version, on_accepted=source.accept_release)
+
+    def install(
+        self,
+        verified: VerifiedModel,
+        desired: DesiredModel,
+        desired_version: int,
+        *,
+        on_accepted: Callable[[str, int], None] | None = None,
+    ) -> bool:
+        """Check, smoke-test and activate a verified model; return whether it was activated."""
+        problem = self._check_verified(verified, desired)
+        if problem:
+            self._fail(desired_version, desired, "verification_failed", problem)
+            return False
+        self.phase = "installing"
+        try:
+            model = self._checked_model(verified, desired, desired_version)
+            if model is None:
+                return False
+            with self._lock:
+                previous = self._state.active
+                baseline = self._swap_in(model)
+                record = _record(desired, verified)
+                keep = previous if previous and previous.sha256 != record.sha256 else None
+                self._save(
+                    AgentState(
+                        active=record,
+                        previous=keep or self._state.previous,
+                        desired_version=max(desired_version, self._state.desired_version),
+                        watching_since=self.clock(),
+                        failures={
+                            k: v
+                            for k, v in self._state.failures.items()
+                            if k != _key(desired_version, desired.sha256)
+                        },
+                    )
+                )
+                if on_accepted is not None:
+                    self._accept(on_accepted, desired)
+                self._watch = HealthWatch(self.policy, baseline, self.monotonic())
+            self._emit("activated", desired, f"serving {verified.target} as {desired.name!r}")
+            return True
+        finally:
+            self.phase = "watching" if self._watch else "idle"
+
+    def _checked_model(
+        self, verified: VerifiedModel, desired: DesiredModel, desired_version: int
+    ) -> Servable | None:
+        custom = verified.custom
+        try:
+            check_compatibility(
+                dict(custom.get("requirements") or {}),
+                opset=int(custom.get("opset") or _file_opset(verified.path)),
+                max_supported_opset=max_supported_opset(),
+                available_providers=list(ort.get_available_providers()),
+                memory_available_bytes=memory_info().available_bytes,
+            )
+            model = load(
+                verified.path, name=desired.name, version=desired.version, **self.load_options
+            )
+        except (CompatibilityError, ModelLoadError, ConfigurationError) as exc:
+            self._fail(desired_version, desired, "incompatible", str(exc))
+            return None
+        if verified.golden_path is None:
+            log.info("%s has no golden inputs; no smoke test", verified.target)
+            return model
+        try:
+            cases = run_smoke_test(model, verified.golden_path)
+        except EdgefleetError as exc:
+            model.close()
+            self._fail(desired_version, desired, "smoke_test_failed", str(exc))
+            return None
+        self._emit("smoke_test_passed", desired, f"{cases} golden cases match")
+        model.telemetry.snapshot(reset=True)  # smoke-test calls are not the users'
+        return model
+
+    # -- health watch and rollback ------------------------------------------------------------
+
+    def check_health(self) -> HealthVerdict | None:
+        """Judge the active model if it is watched; roll back or report the end of the watch."""
+        watch = self._watch
+        if watch is None:
+            return None
+        verdict = watch.evaluate(self.collector.since_attach(), self.monotonic())
+        if not verdict.done:
+            return verdict
+        with self._lock:
+            if self._watch is not watch:  # replaced meanwhile by an install or a rollback
+                return None
+            if verdict.status == "failed":
+                self._rollback_locked(verdict.reason)
+            else:
+                self._watch = None
+                self.phase = "idle"
+                self._save(self._state.model_copy(update={"watching_since": None}))
+                active = self._state.active
+                if active is not None:
+                    self._emit_record("health_passed", active, verdict.reason, ok=True)
+        return verdict
+
+    def rollback(self, reason: str) -> bool:
+        """Swap back to the previous model now; return whether it happened."""
+        with self._lock:
+            return self._rollback_locked(reason)
+
+    def _rollback_locked(self, reason: str) -> bool:
+        self._watch = None
+        self.phase = "idle"
+        state = self._state
+        bad, good = state.active, state.previous
+        if bad is None:
+            return False
+        state = state.with_failure(
+            _key(state.desired_version, bad.sha256), self._next_failure(state, bad.sha256, reason)
+        )
+        if good is None:
+            self._save(state.model_copy(update={"watching_since": None}))
+            self._emit_failure("rolled_back", bad, f"{reason}; no previous model, kept serving")
+            return False
+        try:
+            servable = self._load_record(good)
+        except (EdgefleetError, OSError) as exc:
+            self._save(state.model_copy(update={"watching_since": None}))
+            self._emit_failure("rolled_back", bad, f"{reason}; the previous model failed: {exc}")
+            return False
+        self._swap_in(servable, rollback=True)
+        self._save(
+            state.model_copy(update={"active": good, "previous": None, "watching_since": None})
+        )
+        self._emit_failure("rolled_back", bad, f"{reason}; back to {good.name}:{good.version}")
+        return True
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _swap_in(
+        self, servable: Servable, *, rollback: bool = False, count: bool = True
+    ) -> TelemetrySnapshot | None:
+        """Serve ``servable`` under its name; return the telemetry of the model it replaced."""
+        old = self.collector.servable
+        if servable.name in self.repository.names():
+            self.repository.swap(servable)
+        else:
+            self.repository.add(servable)
+        if old is not None and old.name != servable.name:
+            self.repository.remove(old.name)
+        baseline = self.collector.retire()
+        self.collector.attach(servable)
+        if count and (old is not None or rollback):
+            self.collector.count_swap(rollback=rollback)
+        return baseline
+
+    def _check_verified(self, verified: VerifiedModel, desired: DesiredModel) -> str:
+        if verified.sha256 != desired.sha256:
+            return f"verified file has sha256 {verified.sha256}, desired {desired.sha256}"
+        if verified.path.resolve().parent != self.models_dir.resolve():
+            return f"{verified.path} is not under {self.models_dir}; refusing to load it"
+        if not verified.path.is_file():
+            return f"verified file {verified.path} is missing"
+        return ""
+
+    def _accept(self, accept: Callable[[str, int], None], desired: DesiredModel) -> None:
+        try:
+            accept(desired.name, desired.release)
+        except (EdgefleetError, OSError) as exc:  # the model runs; only the counter is stale
+            log.error("cannot record release %d of %s: %s", desired.release, desired.name, exc)
+
+    def _load_record(self, record: ModelRecord) -> Servable:
+        path = Path(record.path)
+        if path.resolve().parent != self.models_dir.resolve():
+            raise ModelLoadError(f"{path} is not under {self.models_dir}; refusing to load it")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != record.sha256:
+            raise ModelLoadError(f"{path} changed on disk (sha256 {digest}, not {record.sha256})")
+        return load(path, name=record.name, version=record.version, **self.load_options)
+
+    def _is_active(self, target: DesiredModel, source: ModelSource) -> bool:
+        active = self._state.active
+        if active is None or (active.name, active.sha256) != (target.name, target.sha256):
+            return False
+        if target.release > active.release:  # the same file published again as a new release
+            source.accept_release(target.name, target.release)
+            updated = active.model_copy(update={"release": target.release})
+            self._save(self._state.model_copy(update={"active": updated}))
+        return True
+
+    def _next_failure(self, state: AgentState, sha256: str, reason: str) -> FailureRecord:
+        before = state.failures.get(_key(state.desired_version, sha256))
+        attempts = before.attempts + 1 if before is not None else 1
+        ceiling = min(self.retry_max_s, self.retry_base_s * 2.0 ** min(attempts - 1, 32))
+        delay = self._rng.uniform(ceiling / 2, ceiling)
+        return FailureRecord(attempts=attempts, retry_at=self.clock() + delay, reason=reason)
+
+    def _fail(self, desired_version: int, target: DesiredModel, kind: str, detail: str) -> None:
+        with self._lock:
+            state = self._state.model_copy(update={"desired_version": desired_version})
+            failure = self._next_failure(state, target.sha256, detail)
+            self._save(self._state.with_failure(_key(desired_version, target.sha256), failure))
+        self._emit(kind, target, detail, ok=False)
+
+    def _on_trust_event(self, target: DesiredModel) -> EventCallback:
+        def on_event(kind: str, detail: str) -> None:
+            self._emit(kind, target, detail)
+
+        return on_event
+
+    def _emit(self, kind: str, target: DesiredModel, detail: str, *, ok: bool = True) -> None:
+        self.events.emit(
+            kind,
+            model=target.name,
+            version=target.version,
+            release=target.release,
+            ok=ok,
+            detail=detail,
+        )
+
+    def _emit_record(self, kind: str, record: ModelRecord, detail: str, *, ok: bool) -> None:
+        self.events.emit(
+            kind,
+            model=record.name,
+            version=record.version,
+            release=record.release,
+            ok=ok,
+            detail=detail,
+        )
+
+    def _emit_failure(self, kind: str, record: ModelRecord, detail: str) -> None:
+        self._emit_record(kind, record, detail, ok=False)
+
+    def _save(self, state: AgentState) -> None:
+        self.store.save(state)
+        self._state = state
+
+
+def _key(desired_version: int, sha256: str) -> str:
+    return f"{desired_version}:{sha256}"
+
+
+def _record(desired: DesiredModel, verified: VerifiedModel) -> ModelRecord:
+    return ModelRecord(
+        name=desired.name,
+        version=desired.version,
+        release=verified.release,
+        sha256=verified.sha256,
+        path=str(verified.path.resolve()),
+    )
+
+
+def _file_opset(path: Path) -> int:
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelLoadError(f"{path} is not a valid ONNX model: {exc}") from exc
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
