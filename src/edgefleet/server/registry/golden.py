@@ -42,8 +42,7 @@ def make_golden(
     Parameters
     ----------
     model_path
-        The ONNX model (already validated by :func:`~edgefleet.server.registry.artifacts.\
-inspect_model`).
+        The ONNX model, already accepted by ``inspect_model``.
     k
         Number of cases, 1 to 64.
     inputs
