@@ -205,7 +205,7 @@ class ConflictError(EdgefleetError):
 
 
 class StoreError(EdgefleetError):
-    """The control plane's database could not be opened, migrated or written."""
+    """A database (the control plane's store or an agent's spool) failed to open or write."""
 
     code = "store.failed"
 
@@ -223,7 +223,7 @@ class DowngradeError(VerificationError):
 
 
 class ExpiredError(VerificationError):
-    """Signed metadata or a signed desired state has expired (a freeze attack, or a stale server)."""
+    """Signed metadata or a signed desired state has expired (a freeze attack or a stale server)."""
 
     code = "trust.expired"
 

@@ -3,17 +3,17 @@
 Every path is under ``/api/device/v1``. Devices authenticate with ``Authorization: Bearer
 <credential>``, where the credential was returned once by :class:`EnrollResponse`.
 
-============================  ======  ==================================  ===========================
-path                          method  request body                        response body
-============================  ======  ==================================  ===========================
-``/enroll``                   POST    :class:`EnrollRequest`              :class:`EnrollResponse`
-``/heartbeat``                POST    :class:`Heartbeat`                  :class:`HeartbeatAck`
-``/desired-state``            GET     (``?wait=S``, ``If-None-Match``)    :class:`SignedDesiredState`
-``/events``                   POST    :class:`EventBatch`                 :class:`BatchAck`
-``/telemetry``                POST    :class:`TelemetryBatch`             :class:`BatchAck`
-``/tuf/metadata/{file}``      GET                                         TUF metadata JSON
-``/tuf/targets/{file}``       GET     (``Range`` honoured)                model bytes
-============================  ======  ==================================  ===========================
+============================  ======  =================================  ==========================
+path                          method  request body                       response body
+============================  ======  =================================  ==========================
+``/enroll``                   POST    :class:`EnrollRequest`             :class:`EnrollResponse`
+``/heartbeat``                POST    :class:`Heartbeat`                 :class:`HeartbeatAck`
+``/desired-state``            GET     (``?wait=S``, ``If-None-Match``)   :class:`SignedDesiredState`
+``/events``                   POST    :class:`EventBatch`                :class:`BatchAck`
+``/telemetry``                POST    :class:`TelemetryBatch`            :class:`BatchAck`
+``/tuf/metadata/{file}``      GET                                        TUF metadata JSON
+``/tuf/targets/{file}``       GET     (``Range`` honoured)               model bytes
+============================  ======  =================================  ==========================
 
 >>> Heartbeat(inventory=Inventory(arch="x86_64")).inventory.arch
 'x86_64'
@@ -89,7 +89,7 @@ class EnrollRequest(_Body):
 
     token: str = Field(min_length=16, max_length=256)
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
-    inventory: Inventory = Field(default_factory=Inventory)
+    inventory: Inventory = Field(default_factory=lambda: Inventory())
 
 
 class EnrollResponse(_Body):
