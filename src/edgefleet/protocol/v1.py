@@ -69,12 +69,12 @@ class Inventory(_Body):
     """What an agent reports about its device on every heartbeat."""
 
     hostname: str = ""
-    arch: str = Field("", description="Machine architecture (platform.machine()).")
+    arch: str = Field(default="", description="Machine architecture (platform.machine()).")
     cpu_model: str = ""
-    cpu_count: int = Field(0, ge=0)
-    memory_bytes: int = Field(0, ge=0, description="Total physical memory.")
-    memory_available_bytes: int = Field(0, ge=0)
-    disk_free_bytes: int = Field(0, ge=0, description="Free bytes on the agent's data disk.")
+    cpu_count: int = Field(default=0, ge=0)
+    memory_bytes: int = Field(default=0, ge=0, description="Total physical memory.")
+    memory_available_bytes: int = Field(default=0, ge=0)
+    disk_free_bytes: int = Field(default=0, ge=0, description="Free bytes on the data disk.")
     os: str = ""
     python: str = ""
     onnxruntime_version: str = ""
@@ -89,7 +89,7 @@ class EnrollRequest(_Body):
 
     token: str = Field(min_length=16, max_length=256)
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
-    inventory: Inventory = Field(default_factory=lambda: Inventory())
+    inventory: Inventory = Field(default_factory=Inventory)
 
 
 class EnrollResponse(_Body):
@@ -107,8 +107,8 @@ class Heartbeat(_Body):
     """Periodic liveness and inventory report."""
 
     inventory: Inventory
-    state: str = Field("idle", max_length=64, description="The agent's reconcile state.")
-    desired_version: int = Field(0, ge=0, description="Last desired-state version applied.")
+    state: str = Field(default="idle", max_length=64, description="The agent's reconcile state.")
+    desired_version: int = Field(default=0, ge=0, description="Last desired-state version applied.")
 
 
 class HeartbeatAck(_Body):
@@ -181,7 +181,7 @@ class Event(_Body):
     version: str = ""
     release: int = 0
     ok: bool = True
-    detail: str = Field("", max_length=4000)
+    detail: str = Field(default="", max_length=4000)
 
 
 class EventBatch(_Body):
@@ -199,8 +199,8 @@ class TelemetryWindow(_Body):
     started_at: float
     ended_at: float
     snapshot: dict[str, Any] = Field(description="TelemetrySnapshot.to_dict() of the window.")
-    swaps: int = Field(0, ge=0)
-    rollbacks: int = Field(0, ge=0)
+    swaps: int = Field(default=0, ge=0)
+    rollbacks: int = Field(default=0, ge=0)
 
 
 class TelemetryBatch(_Body):
