@@ -1,7 +1,7 @@
 """Every contract test runs once per backend: a SQLite file and a PostgreSQL database.
 
 PostgreSQL is a throwaway cluster started once per session (edgefleet.testing.postgres). Tests
-share one migrated PostgreSQL database, emptied (TRUNCATE) before each test; each SQLite test
+share one migrated PostgreSQL database, emptied before each test; each SQLite test
 gets a copy of a migrated file. Tests of migrations get a database of their own, never migrated.
 """
 
@@ -65,10 +65,11 @@ def migrated_postgres(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
-def _truncate_all(engine: sa.Engine) -> None:
-    tables = ", ".join(table.name for table in metadata.sorted_tables)
+def _delete_all_rows(engine: sa.Engine) -> None:
+    """Empty every table (DELETE is much faster than TRUNCATE on tables this small)."""
     with engine.begin() as connection:
-        connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
         shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
         return f"sqlite:///{path}"
     engine: sa.Engine = request.getfixturevalue("migrated_postgres")
-    _truncate_all(engine)
+    _delete_all_rows(engine)
     return engine.url.render_as_string(hide_password=False)
 
 

@@ -83,3 +83,16 @@ def test_a_postgresql_url_without_a_driver_uses_psycopg(postgres_url: str) -> No
         store.migrate()
         store.set_setting("driver", "psycopg")
         assert store.get_setting("driver") == "psycopg"
+
+
+def test_a_database_from_a_newer_release_is_not_migrated(empty_url: str) -> None:
+    with open_store(empty_url) as store:
+        store.migrate()
+    engine = sa.create_engine(empty_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    with open_store(empty_url) as store, pytest.raises(StoreError, match="newer edgefleet"):
+        store.migrate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another process's write transaction to end."""
 
 POSTGRES_CONNECT_TIMEOUT_S = 10
+
+MIN_SQLITE = (3, 35)
+"""The first SQLite with ``RETURNING`` (2021)."""
 
 _SCHEMES = "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
 
@@ -43,6 +47,12 @@ def _parse(url: str) -> URL:
     if backend == "postgresql" and driver in ("", "psycopg"):
         return parsed.set(drivername="postgresql+psycopg")
     if backend == "sqlite" and driver in ("", "pysqlite"):
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old for the store (it needs "
+                f"{'.'.join(map(str, MIN_SQLITE))} or newer, for RETURNING); use a Python built "
+                "with a newer SQLite, or PostgreSQL"
+            )
         database = parsed.database or ""
         if database in ("", ":memory:") or "mode=memory" in database:
             raise StoreError(

@@ -59,9 +59,10 @@ class Store(
         try:
             _migrate.upgrade(self._writer)
         except (exc.SQLAlchemyError, CommandError) as error:
-            raise StoreError(
-                f"cannot migrate {self.url}: {describe_error(error, self._engine.url)}"
-            ) from error
+            detail = describe_error(error, self._engine.url)
+            if "Can't locate revision" in detail:
+                detail += " (was the database migrated by a newer edgefleet?)"
+            raise StoreError(f"cannot migrate {self.url}: {detail}") from error
 
     def schema_revision(self) -> str | None:
         """The alembic revision of the database (None before :meth:`migrate`)."""
