@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_json", "write_atomic", "write_json_atomic"]
+__all__ = ["read_json", "remove_temporaries", "write_atomic", "write_json_atomic"]
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -46,6 +46,16 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def remove_temporaries(path: Path) -> list[Path]:
+    """Delete temporaries a killed :func:`write_atomic` of ``path`` left behind; return them."""
+    removed = []
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed.append(stale)
+    return removed
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from edgefleet.agent._files import remove_temporaries
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.enrollment import StoppedError, ensure_enrolled, stored_credential
 from edgefleet.agent.health import HealthPolicy
@@ -126,6 +127,8 @@ class Agent:
             directory.mkdir(parents=True, exist_ok=True)
         s.data_dir.chmod(0o700)
         stored_credential(s)  # not enrolled and nothing to enrol with: fail before serving
+        for path in (s.state_path, s.credential_path):
+            remove_temporaries(path)  # left by a write the previous run was killed in
         crashed = self._marker.begin()
         self._spool = spool = Spool(s.spool_path, budget_bytes=s.spool_budget_bytes)
         self.events = EventLog(spool, self._spool_lock)

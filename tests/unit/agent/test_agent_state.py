@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.agent._files import write_atomic
+from edgefleet.agent._files import remove_temporaries, write_atomic
 from edgefleet.agent.state import (
     AgentState,
     Credential,
@@ -83,6 +83,16 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
     monkeypatch.undo()
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_temporaries_of_a_killed_write_are_removed(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    stale = tmp_path / ".state.json.abc123.tmp"
+    stale.write_bytes(b"half")
+    other = tmp_path / ".credential.json.abc123.tmp"
+    other.write_bytes(b"x")
+    assert remove_temporaries(path) == [stale]
+    assert other.exists()
 
 
 def test_a_corrupt_state_file_is_moved_aside(tmp_path: Path) -> None:

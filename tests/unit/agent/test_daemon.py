@@ -19,6 +19,8 @@ import pytest
 from edgefleet.agent.daemon import Agent, BindError
 from edgefleet.agent.enrollment import EnrollmentRefusedError
 from edgefleet.agent.settings import AgentSettings
+from edgefleet.agent.spool import Spool
+from edgefleet.telemetry import TelemetrySnapshot
 from tests.unit.agent.loopback import ENROLL_TOKEN, LoopbackControlPlane
 from tests.unit.agent.models import fragile_model, golden, scale_model
 
@@ -263,3 +265,31 @@ def test_cli_exit_codes(
     assert proc.returncode == code, err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_stop_spools_the_open_window_and_a_revoked_credential_keeps_serving(
+    data_dir: Path,
+    control_plane: LoopbackControlPlane,
+    started: Callable[[AgentSettings], Agent],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = started(
+        settings(
+            data_dir,
+            control_plane.url,
+            enroll_token=ENROLL_TOKEN,
+            telemetry_window_s=3600,
+            upload_interval_s=3600,
+        )
+    )
+    device_id = wait_for(lambda: agent.device_id)
+    control_plane.set_desired(device_id, control_plane.publish("scaler", 1, scale_model(2)))
+    wait_for(lambda: "scaler" in agent.repository.names())
+    control_plane.revoke(device_id)
+    wait_for(lambda: "refused this device's credential" in caplog.text)
+    for _ in range(9):
+        assert infer(agent.serve_url) == 2.0  # still serving
+    agent.stop()
+    with Spool(data_dir / "spool.db") as spool:
+        windows = spool.pending().windows
+    assert sum(TelemetrySnapshot.from_dict(w.snapshot).count for w in windows) == 9
