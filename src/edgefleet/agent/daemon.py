@@ -87,6 +87,7 @@ class Agent:
         self._service: InferenceService | None = None
         self._uplink: Uplink | None = None
         self._spool: Spool | None = None
+        self._running = False
         s = settings
         self.policy = HealthPolicy(
             period_s=s.health_watch_s,
@@ -130,6 +131,7 @@ class Agent:
         for path in (s.state_path, s.credential_path):
             remove_temporaries(path)  # left by a write the previous run was killed in
         crashed = self._marker.begin()
+        self._running = True
         self._spool = spool = Spool(s.spool_path, budget_bytes=s.spool_budget_bytes)
         self.events = EventLog(spool, self._spool_lock)
         self.collector = WindowCollector(spool, self._spool_lock)
@@ -182,7 +184,9 @@ class Agent:
             with self._spool_lock:
                 self._spool.close()
             self._spool = None
-        self._marker.end()
+        if self._running:
+            self._marker.end()
+            self._running = False
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT (main thread only); re-raise a fatal thread error."""
