@@ -116,6 +116,9 @@ class Agent:
     def start(self) -> None:
         """Serve the stored model, then start the threads; returns at once.
 
+        The serving address is announced at once, or on a first start once the device has
+        enrolled (so ``credential.json`` exists when the line appears).
+
         Raises
         ------
         BindError
@@ -127,7 +130,8 @@ class Agent:
         for directory in (s.data_dir, s.models_dir, s.downloads_dir, s.trust_dir):
             directory.mkdir(parents=True, exist_ok=True)
         s.data_dir.chmod(0o700)
-        stored_credential(s)  # not enrolled and nothing to enrol with: fail before serving
+        # Not enrolled and nothing to enrol with: fail before serving.
+        enrolled = stored_credential(s) is not None
         for path in (s.state_path, s.credential_path):
             remove_temporaries(path)  # left by a write the previous run was killed in
         crashed = self._marker.begin()
@@ -146,7 +150,7 @@ class Agent:
             retry_base_s=s.retry_failed_s,
             retry_max_s=s.backoff_max_s,
         )
-        servable = self.updater.restore(crashed=crashed)
+        self.updater.restore(crashed=crashed)
         try:
             self._server, self._service = make_server(
                 self.repository, s.serve_host, s.serve_port, max_body_bytes=s.max_body_bytes
@@ -154,8 +158,8 @@ class Agent:
         except OSError as exc:
             raise BindError(f"cannot listen on {s.serve}: {exc.strerror or exc}") from exc
         self._thread("edgefleet-accept", self._server.serve_forever)
-        what = f"{servable.name!r} version {servable.version}" if servable else "no model yet"
-        self.announce(f"edgefleet agent serving on {self._server.url} ({what})")
+        if enrolled:  # a first start announces itself once enrolment succeeded
+            self._announce_serving()
         self._thread("edgefleet-telemetry", self._telemetry_loop)
         self._thread("edgefleet-connect", self._connect)
 
@@ -246,6 +250,11 @@ class Agent:
                 log.exception("telemetry loop")
                 self.events.emit("error", ok=False, detail=f"telemetry loop: {exc!r}")
 
+    def _announce_serving(self) -> None:
+        servable = self.collector.servable
+        what = f"{servable.name!r} version {servable.version}" if servable else "no model yet"
+        self.announce(f"edgefleet agent serving on {self.serve_url} ({what})")
+
     def _backoff(self) -> Backoff:
         return Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s)
 
@@ -258,7 +267,7 @@ class Agent:
         self.device_id = credential.device_id
         if enrolled_now:
             self.events.emit("enrolled", detail=f"device {credential.device_id}")
-            self.announce(f"enrolled as {credential.device_id}")
+            self._announce_serving()
         self._uplink = uplink = Uplink(
             credential.server_url,
             credential=credential.credential,

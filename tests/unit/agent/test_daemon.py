@@ -233,9 +233,13 @@ def _cli(*args: str, data_dir: Path) -> subprocess.Popen[str]:
 def test_cli_runs_until_sigterm(data_dir: Path, control_plane: LoopbackControlPlane) -> None:
     proc = _cli("--server", control_plane.url, "--enroll-token", ENROLL_TOKEN, data_dir=data_dir)
     assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"serving on (http://127\.0\.0\.1:\d+) ", line)
-    assert match, line
+    seen: list[str] = []
+    match = None
+    while match is None:  # log lines may come first
+        seen.append(proc.stderr.readline())
+        assert seen[-1], "".join(seen)
+        match = re.search(r"serving on (http://127\.0\.0\.1:\d+) ", seen[-1])
+    assert (data_dir / "credential.json").exists()  # announced once enrolled
     assert httpx.get(f"{match.group(1)}/v2/health/live", timeout=5).status_code == 200
     wait_for(lambda: control_plane.heartbeats)
     proc.send_signal(signal.SIGTERM)
