@@ -51,9 +51,11 @@ def _wait_for_line(
         if match:
             return match.group(1)
     proc.kill()
-    raise RuntimeError(
-        f"{proc.args!r} did not start (exit {proc.poll()}):\n" + "".join(seen)
-    )
+    proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+    log.close()
+    raise RuntimeError(f"{proc.args!r} did not start (exit {proc.poll()}):\n" + "".join(seen))
 
 
 def _drain(proc: subprocess.Popen[str], log: IO[str]) -> None:
@@ -62,9 +64,13 @@ def _drain(proc: subprocess.Popen[str], log: IO[str]) -> None:
 
     def copy() -> None:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            log.write(line)
-            log.flush()
+        try:
+            for line in proc.stderr:
+                log.write(line)
+                log.flush()
+        finally:  # the process ended: nothing more to copy
+            proc.stderr.close()
+            log.close()
 
     threading.Thread(target=copy, daemon=True).start()
 
