@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from edgefleet.runtime.oip.client import OIPClient
+from edgefleet.testing.faulty_proxy import Faults, FaultyProxy
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
 from edgefleet.testing.models import DigitsData
 
@@ -91,7 +92,10 @@ def active_of(device: dict[str, Any]) -> str | None:
 
 
 def device_id(agent: AgentProcess) -> str:
-    return str(json.loads((agent.data_dir / "credential.json").read_text())["device_id"])
+    """The id the agent got at enrolment (which may finish after its OIP server is up)."""
+    credential = agent.data_dir / "credential.json"
+    wait_for(f"{agent.data_dir.name} to enrol", credential.exists)
+    return str(json.loads(credential.read_text())["device_id"])
 
 
 def state_of(agent: AgentProcess) -> dict[str, Any]:
@@ -204,3 +208,130 @@ def test_sigkill_during_updates_always_restarts_on_a_verified_model(
     )
     check_models_dir(agent, known)
     wait_for("the inventory", lambda: active_of(devices(server)[dev]) == f"{MODEL}@{version}")
+
+
+# 2. Attacks reachable through real processes ------------------------------------------------
+
+
+def failed_events(server: ServerProcess, dev: str) -> list[dict[str, Any]]:
+    return [e for e in server.operator("GET", "/events", params={"device_id": dev}) if not e["ok"]]
+
+
+def test_tampered_artifact_is_refused_and_the_current_model_keeps_serving(
+    tmp_path: Path, stack: ExitStack, digits_path: Path, echo_path: Path, digits: DigitsData
+) -> None:
+    server = stack.enter_context(ServerProcess.start(tmp_path / "server"))
+    agent = start_agent(stack, tmp_path, "a", server.url, server.enroll_token())
+    dev = device_id(agent)
+    good = push(server, digits_path, "1")["sha256"]
+    deploy(server, "1")
+    wait_for("the first model", lambda: active_of(devices(server)[dev]) == f"{MODEL}@1")
+    bad = push(server, echo_path, "2")["sha256"]
+    artifact = tmp_path / "server" / "artifacts" / "sha256" / bad
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same length, one flipped byte: only the hash can tell
+    artifact.write_bytes(bytes(data))
+
+    deploy(server, "2")
+
+    wait_for("a refusal reported to the server", lambda: bool(failed_events(server, dev)))
+    refusal = failed_events(server, dev)[0]
+    assert refusal["version"] == "2", refusal
+    assert state_of(agent)["active"]["sha256"] == good
+    assert not (agent.data_dir / "models" / f"{bad}.onnx").exists()
+    infer(agent, digits, 5)
+    assert active_of(devices(server)[dev]) == f"{MODEL}@1"
+
+
+def test_expired_timestamp_is_refused_and_the_current_model_keeps_serving(
+    tmp_path: Path, stack: ExitStack, digits_path: Path, echo_path: Path, digits: DigitsData
+) -> None:
+    server = stack.enter_context(ServerProcess.start(tmp_path / "server"))
+    agent = start_agent(stack, tmp_path, "a", server.url, server.enroll_token())
+    dev = device_id(agent)
+    good = push(server, digits_path, "1")["sha256"]
+    deploy(server, "1")
+    wait_for("the first model", lambda: active_of(devices(server)[dev]) == f"{MODEL}@1")
+    agent.stop()
+    # From now on the server signs timestamps that live 2 s and never re-signs them in time.
+    server.env = {"EDGEFLEET_TIMESTAMP_EXPIRY_S": "2", "EDGEFLEET_RESIGN_INTERVAL_S": "3600"}
+    server.restart()
+    push(server, echo_path, "2")
+    deploy(server, "2")
+    time.sleep(3.0)  # let the new timestamp expire before the agent sees it
+
+    agent.restart()
+
+    wait_for("a refusal reported to the server", lambda: bool(failed_events(server, dev)))
+    details = " ".join(e["detail"] for e in failed_events(server, dev))
+    assert "expir" in details.lower(), details
+    assert state_of(agent)["active"]["sha256"] == good
+    infer(agent, digits, 5)
+
+
+# 3. and 4. Telemetry across server restarts and outages -------------------------------------
+
+
+def test_agents_reconnect_after_a_server_restart_and_no_window_is_lost_or_doubled(
+    tmp_path: Path, stack: ExitStack, digits_path: Path, digits: DigitsData
+) -> None:
+    server = stack.enter_context(ServerProcess.start(tmp_path / "server"))
+    token = server.enroll_token()
+    agents = [start_agent(stack, tmp_path, name, server.url, token) for name in ("a", "b")]
+    ids = [device_id(a) for a in agents]
+    push(server, digits_path, "1")
+    deploy(server, "1")
+    wait_for(
+        "every agent to activate",
+        lambda: all(active_of(devices(server)[d]) == f"{MODEL}@1" for d in ids),
+    )
+    sent = dict.fromkeys(ids, 0)
+    for agent, dev, n in zip(agents, ids, (37, 23), strict=True):
+        infer(agent, digits, n)
+        sent[dev] += n
+    seen_before = {d: devices(server)[d]["last_seen_at"] for d in ids}
+
+    server.restart()
+    for agent, dev, n in zip(agents, ids, (11, 19), strict=True):
+        infer(agent, digits, n)
+        sent[dev] += n
+
+    wait_for(
+        "heartbeats after the restart",
+        lambda: all(devices(server)[d]["last_seen_at"] > seen_before[d] for d in ids),
+    )
+    wait_for(
+        "every inference in the merged telemetry",
+        lambda: all(merged_count(server, d) == sent[d] for d in ids),
+    )
+    time.sleep(3.0)  # several more windows and uploads: nothing may arrive twice
+    assert {d: merged_count(server, d) for d in ids} == sent
+
+
+# 5. A faulty network ------------------------------------------------------------------------
+
+
+def test_every_agent_converges_through_a_proxy_that_delays_resets_and_truncates(
+    tmp_path: Path, stack: ExitStack, digits_path: Path, echo_path: Path
+) -> None:
+    server = stack.enter_context(ServerProcess.start(tmp_path / "server"))
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    faults = Faults(delay=0.2, reset=0.15, truncate=0.15, delay_s=0.05)
+    proxy = stack.enter_context(FaultyProxy(host, int(port), seed=5, faults=faults))
+    token = server.enroll_token()
+    agents = [start_agent(stack, tmp_path, name, proxy.url, token) for name in ("a", "b", "c")]
+    ids = [device_id(a) for a in agents]
+    push(server, digits_path, "1")
+    push(server, echo_path, "2")
+    deploy(server, "1")
+    deploy(server, "2")
+
+    wait_for("every agent to serve m@2", lambda: all(active_version(a) == "2" for a in agents))
+    wait_for(
+        "every inventory to say so",
+        lambda: all(active_of(devices(server)[d]) == f"{MODEL}@2" for d in ids),
+        timeout=60,
+    )
+    assert all(serves(a) for a in agents)
+    assert proxy.fates["reset"] > 0
+    assert proxy.fates["truncate"] > 0
