@@ -308,6 +308,57 @@ def test_agents_reconnect_after_a_server_restart_and_no_window_is_lost_or_double
     assert {d: merged_count(server, d) for d in ids} == sent
 
 
+SMALL_SPOOL = 5000
+"""A spool budget of a few telemetry windows (one window is roughly 1-1.5 kB of JSON)."""
+
+
+def test_the_spool_carries_windows_across_an_outage_and_counts_what_its_budget_drops(
+    tmp_path: Path, stack: ExitStack, digits_path: Path, digits: DigitsData
+) -> None:
+    server = stack.enter_context(ServerProcess.start(tmp_path / "server"))
+    token = server.enroll_token()
+    roomy = start_agent(stack, tmp_path, "roomy", server.url, token)
+    tiny = start_agent(
+        stack,
+        tmp_path,
+        "tiny",
+        server.url,
+        token,
+        env={"EDGEFLEET_SPOOL_BUDGET_BYTES": str(SMALL_SPOOL)},
+    )
+    ids = [device_id(roomy), device_id(tiny)]
+    push(server, digits_path, "1")
+    deploy(server, "1")
+    wait_for(
+        "every agent to activate",
+        lambda: all(active_of(devices(server)[d]) == f"{MODEL}@1" for d in ids),
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    assert server.operator("GET", "/telemetry")["dropped_windows"] == 0
+
+    server.stop()
+    sent = 0
+    for _ in range(6):  # six bursts, 1 s apart: windows of 1 s each pile up in the spools
+        infer(roomy, digits, 10)
+        infer(tiny, digits, 10)
+        sent += 10
+        time.sleep(1.0)
+    restarted = stack.enter_context(ServerProcess.start(tmp_path / "server", port=port))
+
+    wait_for("the roomy spool's windows", lambda: merged_count(restarted, ids[0]) == sent)
+    wait_for(
+        "the tiny spool's drops on the server",
+        lambda: restarted.operator("GET", "/telemetry")["dropped_windows"] > 0,
+    )
+    time.sleep(2.0)
+    assert merged_count(restarted, ids[0]) == sent
+    assert merged_count(restarted, ids[1]) < sent
+    assert devices(restarted)[ids[0]]["telemetry_dropped"] == 0
+    assert devices(restarted)[ids[1]]["telemetry_dropped"] > 0
+    drops = [e for e in failed_events(restarted, ids[1]) if e["kind"] == "telemetry_dropped"]
+    assert drops, "the tiny spool's drops are not reported as events"
+
+
 # 5. A faulty network ------------------------------------------------------------------------
 
 
