@@ -62,9 +62,8 @@ class SpoolLike(Protocol):
         """Forget a batch the server accepted."""
         ...
 
-    @property
-    def dropped_total(self) -> int:
-        """Windows ever dropped over the byte budget."""
+    def counters(self) -> dict[str, int]:
+        """``dropped_windows`` and ``dropped_events``: ever dropped, never decreasing."""
         ...
 
 
@@ -229,7 +228,7 @@ class Uploader:
     uplink
         The control plane client.
     events
-        Where a ``telemetry_dropped`` event goes when the spool's drop counter grows.
+        Where a ``telemetry_dropped`` event goes when the spool's drop counters grow.
     lock
         Serialises spool access with the other reporters.
     max_windows, max_events
@@ -252,33 +251,38 @@ class Uploader:
         self.lock = lock or threading.Lock()
         self.max_windows = max_windows
         self.max_events = max_events
-        with self.lock:
-            self._dropped_seen = spool.dropped_total
+        self._drops_noted = self._drops()
+        self._windows_dropped_sent = 0  # the server's counter starts at 0 too
 
     def upload_once(self) -> tuple[int, bool]:
         """Send one batch; return (items acknowledged, whether more may be waiting).
+
+        A telemetry batch goes out when windows are pending, or when the spool dropped windows
+        the server has not been told of (then without windows), so drops are reported even when
+        the budget left no window to send.
 
         Raises
         ------
         UplinkError
             The batch could not be delivered; nothing was acknowledged.
         """
-        self._note_drops()
         with self.lock:
             batch: BatchLike = self.spool.pending(
                 max_windows=self.max_windows, max_events=self.max_events
             )
-            dropped_total = self.spool.dropped_total
+        dropped_windows = self._drops()[0]
         windows, events = list(batch.windows), list(batch.events)
-        if not windows and not events:
+        news = dropped_windows > self._windows_dropped_sent
+        if not windows and not events and not news:
             return 0, False
         try:
-            if windows:
+            if windows or news:
                 self.uplink.send_telemetry(
                     TelemetryBatch(
-                        batch_id=uuid.uuid4().hex, windows=windows, dropped_total=dropped_total
+                        batch_id=uuid.uuid4().hex, windows=windows, dropped_total=dropped_windows
                     )
                 )
+                self._windows_dropped_sent = dropped_windows
             if events:
                 self.uplink.send_events(EventBatch(events=events))
         except UplinkError as exc:
@@ -288,31 +292,44 @@ class Uploader:
                 log.info("batch too large; now sending at most %d windows", self.max_windows)
                 return 0, True
             raise
-        with self.lock:
-            self.spool.ack(batch)
+        if windows or events:
+            with self.lock:
+                self.spool.ack(batch)
         full = len(windows) >= self.max_windows or len(events) >= self.max_events
         return len(windows) + len(events), full
 
     def drain(self) -> int:
-        """Upload batches until the spool is empty; return the items acknowledged."""
+        """Upload batches until the spool is empty; return the items acknowledged.
+
+        Drops since the last drain are then reported as one ``telemetry_dropped`` event (sent
+        with the next drain). Only a successful drain does this, so an outage never fills the
+        spool with drop reports that would push out more windows.
+        """
         sent = 0
         more = True
         while more:
             done, more = self.upload_once()
             sent += done
+        self._note_drops()
         return sent
 
-    def _note_drops(self) -> None:
+    def _drops(self) -> tuple[int, int]:
         with self.lock:
-            dropped = self.spool.dropped_total
-        if dropped > self._dropped_seen:
+            counters = self.spool.counters()
+        return counters["dropped_windows"], counters["dropped_events"]
+
+    def _note_drops(self) -> None:
+        windows, events = self._drops()
+        seen_windows, seen_events = self._drops_noted
+        if (windows, events) != self._drops_noted:
             self.events.emit(
                 "telemetry_dropped",
                 ok=False,
-                detail=f"the spool dropped {dropped - self._dropped_seen} windows over its "
-                f"byte budget ({dropped} in all)",
+                detail=f"the spool dropped {windows - seen_windows} windows and "
+                f"{events - seen_events} events over its byte budget ({windows} windows and "
+                f"{events} events in all)",
             )
-            self._dropped_seen = dropped
+            self._drops_noted = (windows, events)
 
     @staticmethod
     def _too_large(exc: UplinkError) -> bool:

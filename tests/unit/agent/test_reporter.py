@@ -133,7 +133,33 @@ def test_drops_are_reported_with_every_batch_and_as_an_event(
             for _ in range(20):
                 model.predict({"x": X})
                 collector.close_window()
-            assert small.dropped_total > 0
+            dropped = small.counters()["dropped_windows"]
+            assert dropped > 0
             uploader.drain()
-        assert control_plane.batches[-1].dropped_total == small.dropped_total
-        assert "telemetry_dropped" in control_plane.event_kinds()
+            assert control_plane.batches[-1].dropped_total == dropped
+            assert control_plane.event_kinds() == []  # the drop event waits for the next drain
+            uploader.drain()
+        assert control_plane.event_kinds() == ["telemetry_dropped"]
+        detail = next(iter(control_plane.events.values())).detail
+        assert f"dropped {dropped} windows and 0 events" in detail
+
+
+def test_drops_are_reported_even_when_no_window_is_left_to_send(
+    tmp_path: Path, model: Model, control_plane: LoopbackControlPlane
+) -> None:
+    with Spool(tmp_path / "small.db", budget_bytes=3000) as small:
+        collector = WindowCollector(small)
+        collector.attach(model)
+        events = EventLog(small)
+        model.predict({"x": X})
+        collector.close_window()
+        for i in range(30):  # events crowd the window out: the oldest windows go first
+            events.emit("verified", detail=f"event {i}")
+        assert small.pending().windows == []
+        with _uplink(control_plane) as uplink:
+            uploader = Uploader(small, uplink, events)
+            uploader.drain()
+            assert [len(b.windows) for b in control_plane.batches] == [0]
+            assert control_plane.batches[0].dropped_total == 1
+            uploader.drain()  # nothing new: no second empty batch
+            assert len(control_plane.batches) == 1
