@@ -75,6 +75,13 @@ class ControlLoops:
         Builds the inventory of a heartbeat.
     stop
         Set when the agent stops.
+
+    Attributes
+    ----------
+    desired
+        The last verified desired state.
+    server_desired_version
+        The newest desired-state version the last heartbeat answer named.
     """
 
     def __init__(
