@@ -129,6 +129,8 @@ def agent_command(
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    if level > logging.DEBUG:  # one line per heartbeat would drown what matters
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     agent = Agent(settings, announce=lambda line: typer.echo(line, err=True))
     try:
         agent.run()
