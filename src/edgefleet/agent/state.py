@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import stat
 import time
 from pathlib import Path
@@ -62,6 +63,27 @@ class FailureRecord(_Record):
     attempts: int = Field(ge=1)
     retry_at: float = Field(description="Unix time before which it is not tried again.")
     reason: str = ""
+
+    @classmethod
+    def after(
+        cls,
+        before: FailureRecord | None,
+        reason: str,
+        *,
+        now: float,
+        base: float,
+        cap: float,
+        rng: random.Random,
+    ) -> FailureRecord:
+        """The record after one more failure: wait ``base * 2**(n-1)`` capped, jittered by half.
+
+        >>> FailureRecord.after(None, "x", now=0, base=60, cap=300, rng=random.Random(1)).attempts
+        1
+        """
+        attempts = before.attempts + 1 if before is not None else 1
+        ceiling = min(cap, base * 2.0 ** min(attempts - 1, 32))
+        delay = rng.uniform(ceiling / 2, ceiling)
+        return cls(attempts=attempts, retry_at=now + delay, reason=reason)
 
 
 class AgentState(_Record):

@@ -19,7 +19,6 @@ version arrives. A desired state without a model keeps the current one serving.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import threading
@@ -28,14 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import onnx
-import onnxruntime as ort
-
-from edgefleet.agent.compat import check_compatibility, max_supported_opset
+from edgefleet.agent.checks import load_record, prepare_model, verified_problem
 from edgefleet.agent.health import HealthPolicy, HealthVerdict, HealthWatch
-from edgefleet.agent.inventory import memory_info
 from edgefleet.agent.reporter import EventLog, WindowCollector
-from edgefleet.agent.smoke import run_smoke_test
+from edgefleet.agent.serving import swap_in
 from edgefleet.agent.state import AgentState, FailureRecord, ModelRecord, StateStore
 from edgefleet.agent.trust import VerifiedModel
 from edgefleet.errors import (
@@ -43,12 +38,12 @@ from edgefleet.errors import (
     ConfigurationError,
     EdgefleetError,
     ModelLoadError,
+    SmokeTestError,
     UplinkError,
     VerificationError,
 )
 from edgefleet.protocol.v1 import ActiveModel, DesiredModel, DesiredState
-from edgefleet.runtime import ModelRepository, Servable, load
-from edgefleet.telemetry import TelemetrySnapshot
+from edgefleet.runtime import ModelRepository, Servable
 
 __all__ = ["ModelSource", "Updater"]
 
@@ -167,11 +162,11 @@ class Updater:
                 if record is None:
                     continue
                 try:
-                    servable = self._load_record(record)
+                    servable = load_record(record, self.models_dir, self.load_options)
                 except (EdgefleetError, OSError) as exc:
-                    self._emit_failure("error", record, f"cannot restore the model: {exc}")
+                    self._report("error", record, f"cannot restore the model: {exc}", ok=False)
                     continue
-                self._swap_in(servable, count=False)
+                swap_in(self.repository, self.collector, servable, count=False)
                 if record is not state.active:
                     self._save(AgentState(active=record, desired_version=state.desired_version))
                 elif state.watching_since is not None:
@@ -219,18 +214,25 @@ class Updater:
         on_accepted: Callable[[str, int], None] | None = None,
     ) -> bool:
         """Check, smoke-test and activate a verified model; return whether it was activated."""
-        problem = self._check_verified(verified, desired)
+        problem = verified_problem(verified, desired, self.models_dir)
         if problem:
             self._fail(desired_version, desired, "verification_failed", problem)
             return False
         self.phase = "installing"
         try:
-            model = self._checked_model(verified, desired, desired_version)
-            if model is None:
+            try:
+                model, cases = prepare_model(verified, desired, self.load_options)
+            except SmokeTestError as exc:
+                self._fail(desired_version, desired, "smoke_test_failed", str(exc))
                 return False
+            except (CompatibilityError, ModelLoadError, ConfigurationError) as exc:
+                self._fail(desired_version, desired, "incompatible", str(exc))
+                return False
+            if cases is not None:
+                self._report("smoke_test_passed", desired, f"{cases} golden cases match")
             with self._lock:
                 previous = self._state.active
-                baseline = self._swap_in(model)
+                baseline = swap_in(self.repository, self.collector, model)
                 record = _record(desired, verified)
                 keep = previous if previous and previous.sha256 != record.sha256 else None
                 self._save(
@@ -249,41 +251,10 @@ class Updater:
                 if on_accepted is not None:
                     self._accept(on_accepted, desired)
                 self._watch = HealthWatch(self.policy, baseline, self.monotonic())
-            self._emit("activated", desired, f"serving {verified.target} as {desired.name!r}")
+            self._report("activated", desired, f"serving {verified.target} as {desired.name!r}")
             return True
         finally:
             self.phase = "watching" if self._watch else "idle"
-
-    def _checked_model(
-        self, verified: VerifiedModel, desired: DesiredModel, desired_version: int
-    ) -> Servable | None:
-        custom = verified.custom
-        try:
-            check_compatibility(
-                dict(custom.get("requirements") or {}),
-                opset=int(custom.get("opset") or _file_opset(verified.path)),
-                max_supported_opset=max_supported_opset(),
-                available_providers=list(ort.get_available_providers()),
-                memory_available_bytes=memory_info().available_bytes,
-            )
-            model = load(
-                verified.path, name=desired.name, version=desired.version, **self.load_options
-            )
-        except (CompatibilityError, ModelLoadError, ConfigurationError) as exc:
-            self._fail(desired_version, desired, "incompatible", str(exc))
-            return None
-        if verified.golden_path is None:
-            log.info("%s has no golden inputs; no smoke test", verified.target)
-            return model
-        try:
-            cases = run_smoke_test(model, verified.golden_path)
-        except EdgefleetError as exc:
-            model.close()
-            self._fail(desired_version, desired, "smoke_test_failed", str(exc))
-            return None
-        self._emit("smoke_test_passed", desired, f"{cases} golden cases match")
-        model.telemetry.snapshot(reset=True)  # smoke-test calls are not the users'
-        return model
 
     # -- health watch and rollback ------------------------------------------------------------
 
@@ -306,7 +277,7 @@ class Updater:
                 self._save(self._state.model_copy(update={"watching_since": None}))
                 active = self._state.active
                 if active is not None:
-                    self._emit_record("health_passed", active, verdict.reason, ok=True)
+                    self._report("health_passed", active, verdict.reason)
         return verdict
 
     def rollback(self, reason: str) -> bool:
@@ -326,63 +297,30 @@ class Updater:
         )
         if good is None:
             self._save(state.model_copy(update={"watching_since": None}))
-            self._emit_failure("rolled_back", bad, f"{reason}; no previous model, kept serving")
+            self._report("rolled_back", bad, f"{reason}; no previous model, kept serving", ok=False)
             return False
         try:
-            servable = self._load_record(good)
+            servable = load_record(good, self.models_dir, self.load_options)
         except (EdgefleetError, OSError) as exc:
             self._save(state.model_copy(update={"watching_since": None}))
-            self._emit_failure("rolled_back", bad, f"{reason}; the previous model failed: {exc}")
+            self._report(
+                "rolled_back", bad, f"{reason}; the previous model failed: {exc}", ok=False
+            )
             return False
-        self._swap_in(servable, rollback=True)
+        swap_in(self.repository, self.collector, servable, rollback=True)
         self._save(
             state.model_copy(update={"active": good, "previous": None, "watching_since": None})
         )
-        self._emit_failure("rolled_back", bad, f"{reason}; back to {good.name}:{good.version}")
+        self._report("rolled_back", bad, f"{reason}; back to {good.name}:{good.version}", ok=False)
         return True
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _swap_in(
-        self, servable: Servable, *, rollback: bool = False, count: bool = True
-    ) -> TelemetrySnapshot | None:
-        """Serve ``servable`` under its name; return the telemetry of the model it replaced."""
-        old = self.collector.servable
-        if servable.name in self.repository.names():
-            self.repository.swap(servable)
-        else:
-            self.repository.add(servable)
-        if old is not None and old.name != servable.name:
-            self.repository.remove(old.name)
-        baseline = self.collector.retire()
-        self.collector.attach(servable)
-        if count and (old is not None or rollback):
-            self.collector.count_swap(rollback=rollback)
-        return baseline
-
-    def _check_verified(self, verified: VerifiedModel, desired: DesiredModel) -> str:
-        if verified.sha256 != desired.sha256:
-            return f"verified file has sha256 {verified.sha256}, desired {desired.sha256}"
-        if verified.path.resolve().parent != self.models_dir.resolve():
-            return f"{verified.path} is not under {self.models_dir}; refusing to load it"
-        if not verified.path.is_file():
-            return f"verified file {verified.path} is missing"
-        return ""
 
     def _accept(self, accept: Callable[[str, int], None], desired: DesiredModel) -> None:
         try:
             accept(desired.name, desired.release)
         except (EdgefleetError, OSError) as exc:  # the model runs; only the counter is stale
             log.error("cannot record release %d of %s: %s", desired.release, desired.name, exc)
-
-    def _load_record(self, record: ModelRecord) -> Servable:
-        path = Path(record.path)
-        if path.resolve().parent != self.models_dir.resolve():
-            raise ModelLoadError(f"{path} is not under {self.models_dir}; refusing to load it")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != record.sha256:
-            raise ModelLoadError(f"{path} changed on disk (sha256 {digest}, not {record.sha256})")
-        return load(path, name=record.name, version=record.version, **self.load_options)
 
     def _is_active(self, target: DesiredModel, source: ModelSource) -> bool:
         active = self._state.active
@@ -396,46 +334,39 @@ class Updater:
 
     def _next_failure(self, state: AgentState, sha256: str, reason: str) -> FailureRecord:
         before = state.failures.get(_key(state.desired_version, sha256))
-        attempts = before.attempts + 1 if before is not None else 1
-        ceiling = min(self.retry_max_s, self.retry_base_s * 2.0 ** min(attempts - 1, 32))
-        delay = self._rng.uniform(ceiling / 2, ceiling)
-        return FailureRecord(attempts=attempts, retry_at=self.clock() + delay, reason=reason)
+        return FailureRecord.after(
+            before,
+            reason,
+            now=self.clock(),
+            base=self.retry_base_s,
+            cap=self.retry_max_s,
+            rng=self._rng,
+        )
 
     def _fail(self, desired_version: int, target: DesiredModel, kind: str, detail: str) -> None:
         with self._lock:
             state = self._state.model_copy(update={"desired_version": desired_version})
             failure = self._next_failure(state, target.sha256, detail)
             self._save(self._state.with_failure(_key(desired_version, target.sha256), failure))
-        self._emit(kind, target, detail, ok=False)
+        self._report(kind, target, detail, ok=False)
 
     def _on_trust_event(self, target: DesiredModel) -> EventCallback:
         def on_event(kind: str, detail: str) -> None:
-            self._emit(kind, target, detail)
+            self._report(kind, target, detail)
 
         return on_event
 
-    def _emit(self, kind: str, target: DesiredModel, detail: str, *, ok: bool = True) -> None:
+    def _report(
+        self, kind: str, subject: DesiredModel | ModelRecord, detail: str, *, ok: bool = True
+    ) -> None:
         self.events.emit(
             kind,
-            model=target.name,
-            version=target.version,
-            release=target.release,
+            model=subject.name,
+            version=subject.version,
+            release=subject.release,
             ok=ok,
             detail=detail,
         )
-
-    def _emit_record(self, kind: str, record: ModelRecord, detail: str, *, ok: bool) -> None:
-        self.events.emit(
-            kind,
-            model=record.name,
-            version=record.version,
-            release=record.release,
-            ok=ok,
-            detail=detail,
-        )
-
-    def _emit_failure(self, kind: str, record: ModelRecord, detail: str) -> None:
-        self._emit_record(kind, record, detail, ok=False)
 
     def _save(self, state: AgentState) -> None:
         self.store.save(state)
@@ -454,11 +385,3 @@ def _record(desired: DesiredModel, verified: VerifiedModel) -> ModelRecord:
         sha256=verified.sha256,
         path=str(verified.path.resolve()),
     )
-
-
-def _file_opset(path: Path) -> int:
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ModelLoadError(f"{path} is not a valid ONNX model: {exc}") from exc
-    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)

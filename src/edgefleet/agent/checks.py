@@ -1,0 +1,107 @@
+"""What a model file must pass on this device before it serves: checks, loading, smoke test.
+
+A verified file is checked for compatibility (opset, execution providers, memory) before
+ONNX Runtime loads it, then its golden inputs must give the published outputs. Files are only
+ever loaded from the models directory, and a stored file must still hash to what was verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnxruntime as ort
+
+from edgefleet.agent.compat import check_compatibility, max_supported_opset
+from edgefleet.agent.inventory import memory_info
+from edgefleet.agent.smoke import run_smoke_test
+from edgefleet.agent.state import ModelRecord
+from edgefleet.agent.trust import VerifiedModel
+from edgefleet.errors import ModelLoadError
+from edgefleet.protocol.v1 import DesiredModel
+from edgefleet.runtime import Servable, load
+
+__all__ = ["file_opset", "load_record", "prepare_model", "verified_problem"]
+
+log = logging.getLogger(__name__)
+
+
+def verified_problem(verified: VerifiedModel, desired: DesiredModel, models_dir: Path) -> str:
+    """Why ``verified`` cannot be what ``desired`` names (empty when it can)."""
+    if verified.sha256 != desired.sha256:
+        return f"verified file has sha256 {verified.sha256}, desired {desired.sha256}"
+    if verified.path.resolve().parent != models_dir.resolve():
+        return f"{verified.path} is not under {models_dir}; refusing to load it"
+    if not verified.path.is_file():
+        return f"verified file {verified.path} is missing"
+    return ""
+
+
+def prepare_model(
+    verified: VerifiedModel, desired: DesiredModel, load_options: dict[str, Any]
+) -> tuple[Servable, int | None]:
+    """Check, load and smoke-test a verified model; return it and the golden cases checked.
+
+    The smoke test's calls are removed from the model's telemetry. ``None`` cases: the release
+    has no golden inputs.
+
+    Raises
+    ------
+    CompatibilityError
+        The device cannot run the model (opset, execution providers, memory).
+    ModelLoadError, ConfigurationError
+        ONNX Runtime cannot load it with these options.
+    SmokeTestError
+        Its outputs on the golden inputs differ, or it fails on them.
+    """
+    custom = verified.custom
+    check_compatibility(
+        dict(custom.get("requirements") or {}),
+        opset=int(custom.get("opset") or file_opset(verified.path)),
+        max_supported_opset=max_supported_opset(),
+        available_providers=list(ort.get_available_providers()),
+        memory_available_bytes=memory_info().available_bytes,
+    )
+    model = load(verified.path, name=desired.name, version=desired.version, **load_options)
+    if verified.golden_path is None:
+        log.info("%s has no golden inputs; no smoke test", verified.target)
+        return model, None
+    try:
+        cases = run_smoke_test(model, verified.golden_path)
+    except BaseException:
+        model.close()
+        raise
+    model.telemetry.snapshot(reset=True)  # smoke-test calls are not the users'
+    return model, cases
+
+
+def load_record(record: ModelRecord, models_dir: Path, load_options: dict[str, Any]) -> Servable:
+    """Load a model ``state.json`` names, refusing a file outside ``models_dir`` or changed.
+
+    Raises
+    ------
+    ModelLoadError
+        The file is elsewhere, missing, no longer hashes to ``record.sha256``, or cannot load.
+    """
+    path = Path(record.path)
+    if path.resolve().parent != models_dir.resolve():
+        raise ModelLoadError(f"{path} is not under {models_dir}; refusing to load it")
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    if digest != record.sha256:
+        raise ModelLoadError(f"{path} changed on disk (sha256 {digest}, not {record.sha256})")
+    return load(path, name=record.name, version=record.version, **load_options)
+
+
+def file_opset(path: Path) -> int:
+    """The default-domain opset an ONNX file imports."""
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelLoadError(f"{path} is not a valid ONNX model: {exc}") from exc
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
