@@ -10,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 .PHONY: help install browser postgres demo test lint format pytest bench clean
 
 help:
-	@echo "make demo    build models, serve them, send real requests, print latency percentiles"
+	@echo "make demo    build and serve models, measure edge vs cloud, run a server and 3 agents"
 	@echo "make test    lint (ruff, mypy, import contracts) and the whole test suite"
 	@echo "make lint    only the static checks"
 	@echo "make bench   run the performance benchmarks in benchmarks/ (prints ratios)"
