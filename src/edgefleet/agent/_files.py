@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["read_json", "remove_temporaries", "write_atomic", "write_json_atomic"]
+__all__ = ["fsync_dir", "read_json", "remove_temporaries", "write_atomic", "write_json_atomic"]
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -31,7 +31,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_json_atomic(path: Path, payload: Any, *, mode: int = 0o644) -> None:
@@ -58,7 +58,8 @@ def remove_temporaries(path: Path) -> list[Path]:
     return removed
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (quietly skipped where unsupported)."""
     with contextlib.suppress(OSError):  # some file systems refuse to open directories
         fd = os.open(directory, os.O_RDONLY)
         try:

@@ -24,9 +24,10 @@ from tuf.api.exceptions import (
 from tuf.api.metadata import TargetFile
 from tuf.ngclient.fetcher import FetcherInterface
 
+from edgefleet.agent._files import fsync_dir
 from edgefleet.errors import UplinkError, VerificationError
 
-__all__ = ["EventCallback", "HttpxFetcher", "fetch_target", "fsync_dir"]
+__all__ = ["EventCallback", "HttpxFetcher", "fetch_target"]
 
 EventCallback = Callable[[str, str], None]
 """``on_event(kind, detail)``: ``download_started``, ``download_finished`` or ``verified``."""
@@ -71,15 +72,6 @@ class HttpxFetcher(FetcherInterface):
             raise DownloadError(f"reading {url} failed: {exc}") from exc
         finally:
             response.close()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in directory ``path`` durable (raises OSError where unsupported)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _matches(path: Path, info: TargetFile) -> bool:

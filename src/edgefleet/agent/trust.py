@@ -13,11 +13,8 @@ metadata directory at a time, and the methods here serialise on one lock.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +29,8 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient.updater import Updater
 
-from edgefleet.agent.download import EventCallback, HttpxFetcher, fetch_target, fsync_dir
+from edgefleet.agent._files import write_atomic
+from edgefleet.agent.download import EventCallback, HttpxFetcher, fetch_target
 from edgefleet.errors import (
     ConfigurationError,
     DowngradeError,
@@ -70,21 +68,6 @@ class VerifiedModel:
     release: int
     custom: dict[str, Any]
     golden_path: Path | None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):
-        fsync_dir(path.parent)
 
 
 @contextmanager
@@ -189,9 +172,9 @@ class AgentTrust:
         cache = trust_dir / _CACHE
         if cache.exists():
             shutil.rmtree(cache)
-        _write_atomic(trust_dir / _ROOT, json.dumps(tuf_root).encode())
-        _write_atomic(trust_dir / _KEYS, json.dumps(desired_state_keys, sort_keys=True).encode())
-        _write_atomic(trust_dir / _STATE, b'{"desired_state_version": 0, "releases": {}}')
+        write_atomic(trust_dir / _ROOT, json.dumps(tuf_root).encode())
+        write_atomic(trust_dir / _KEYS, json.dumps(desired_state_keys, sort_keys=True).encode())
+        write_atomic(trust_dir / _STATE, b'{"desired_state_version": 0, "releases": {}}')
 
     # -- persisted state -------------------------------------------------------------------
 
@@ -205,7 +188,7 @@ class AgentTrust:
         return state
 
     def _save_state(self, state: dict[str, Any]) -> None:
-        _write_atomic(self._dir / _STATE, json.dumps(state, sort_keys=True).encode())
+        write_atomic(self._dir / _STATE, json.dumps(state, sort_keys=True).encode())
 
     def desired_state_version(self) -> int:
         """The highest desired-state version accepted so far (0 before the first)."""
