@@ -26,11 +26,7 @@ from edgefleet.testing.models import DigitsData
 
 # AgentProcess and ServerProcess never close their log files and stderr pipes after a kill or
 # restart (edgefleet.testing.fleet), so this module tolerates those unclosed files.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.filterwarnings("ignore:unclosed file:ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = pytest.mark.slow
 
 # Short windows and intervals so a test sees uploads, heartbeats and retries within seconds.
 AGENT_ENV = {
