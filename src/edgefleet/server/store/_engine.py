@@ -70,6 +70,12 @@ def _parse(url: str) -> URL:
     )
 
 
+# FastAPI runs sync endpoints on anyio's worker threads (40 by default). With fewer pooled
+# connections than threads, every request beyond the pool opened and closed its own connection
+# (a new PostgreSQL backend process each time), which made the server collapse under load.
+POOL_SIZE = 40
+
+
 def create_store_engine(url: str) -> Engine:
     """An engine for ``url``, checked by opening one connection.
 
@@ -81,14 +87,23 @@ def create_store_engine(url: str) -> Engine:
     """
     parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False})
+        engine = sa.create_engine(
+            parsed,
+            pool_size=POOL_SIZE,
+            max_overflow=0,
+            connect_args={"check_same_thread": False},
+        )
         _configure_sqlite(engine)
     else:
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in parsed.query:
             connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
         engine = sa.create_engine(
-            parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+            parsed,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=0,
+            connect_args=connect_args,
         )
     try:
         with engine.connect():
