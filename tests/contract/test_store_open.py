@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -96,3 +101,27 @@ def test_a_database_from_a_newer_release_is_not_migrated(empty_url: str) -> None
         engine.dispose()
     with open_store(empty_url) as store, pytest.raises(StoreError, match="newer edgefleet"):
         store.migrate()
+
+
+def test_opening_a_new_sqlite_file_while_another_process_writes_to_it_waits_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    # The first connections to a new file switch it to WAL. SQLite fails that switch at once,
+    # without its busy timeout, while another connection holds a write transaction in the old
+    # journal mode, which is what two server processes starting on one new file can produce.
+    path = tmp_path / "edgefleet.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE other (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO other VALUES (1)")
+    release = threading.Timer(0.5, writer.execute, ["COMMIT"])
+    release.start()
+    try:
+        with open_store(f"sqlite:///{path}") as store:
+            store.migrate()
+            assert store.schema_revision() == Store.head_revision()
+    finally:
+        release.join()
+        writer.close()
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
