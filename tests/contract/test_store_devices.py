@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from edgefleet.errors import ConflictError, NotFoundError
-from edgefleet.server.store import DeviceRow, Store, desired_states
+from edgefleet.server.store import DeviceRow, HeartbeatRow, Store, desired_states
 
 from .helpers import NOW, enrol
 
@@ -59,8 +59,10 @@ def test_devices_are_listed_by_id_and_filtered_by_every_label_of_the_selector(
 
 def test_a_heartbeat_updates_inventory_state_and_last_seen_but_not_labels(store: Store) -> None:
     enrol(store, "dev-1", {"site": "lab"})
-    row = store.record_heartbeat("dev-1", {"arch": "arm64", "cpu_count": 4}, "serving", NOW + 5)
-    assert store.get_device("dev-1") == row
+    beat = HeartbeatRow("dev-1", {"arch": "arm64", "cpu_count": 4}, "serving", NOW + 5)
+    assert store.record_heartbeats([beat]) == []
+    row = store.get_device("dev-1")
+    assert row is not None
     assert (row.inventory, row.state, row.last_seen_at) == (
         {"arch": "arm64", "cpu_count": 4},
         "serving",
@@ -69,9 +71,33 @@ def test_a_heartbeat_updates_inventory_state_and_last_seen_but_not_labels(store:
     assert (row.labels, row.enrolled_at) == ({"site": "lab"}, NOW)
 
 
-def test_a_heartbeat_from_an_unknown_device_is_refused(store: Store) -> None:
-    with pytest.raises(NotFoundError, match="ghost"):
-        store.record_heartbeat("ghost", {}, "idle", NOW)
+def test_heartbeats_of_many_devices_are_stored_together_each_with_its_own_values(
+    store: Store,
+) -> None:
+    for index in range(3):
+        enrol(store, f"dev-{index}")
+    beats = [HeartbeatRow(f"dev-{i}", {"n": i}, f"state-{i}", NOW + i) for i in range(3)]
+    assert store.record_heartbeats(beats) == []
+    for index in range(3):
+        row = store.get_device(f"dev-{index}")
+        assert row is not None
+        assert (row.inventory, row.state, row.last_seen_at) == (
+            {"n": index},
+            f"state-{index}",
+            NOW + index,
+        )
+
+
+def test_a_heartbeat_from_an_unknown_device_is_skipped_and_named_the_others_are_stored(
+    store: Store,
+) -> None:
+    enrol(store, "dev-1")
+    beats = [HeartbeatRow("ghost", {}, "idle", NOW), HeartbeatRow("dev-1", {}, "busy", NOW + 1)]
+    assert store.record_heartbeats(beats) == ["ghost"]
+    row = store.get_device("dev-1")
+    assert row is not None
+    assert (row.state, row.last_seen_at) == ("busy", NOW + 1)
+    assert store.get_device("ghost") is None
 
 
 def test_each_desired_state_of_a_device_gets_the_next_version(store: Store) -> None:
@@ -134,7 +160,7 @@ def test_a_deployment_to_no_devices_does_nothing(store: Store) -> None:
 def test_a_deployment_larger_than_one_statement_reaches_every_device(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(desired_states, "_CHUNK", 2)  # devices per statement
+    monkeypatch.setattr(desired_states, "CHUNK", 2)  # devices per statement
     ids = [f"dev-{i}" for i in range(5)]
     for device_id in ids:
         enrol(store, device_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -82,6 +83,30 @@ async def _resign_loop(ctx: ServerContext) -> None:
         await asyncio.sleep(interval)
 
 
+async def _refresh_loop(ctx: ServerContext) -> None:
+    """Keep the desired-version cache current with other server processes' writes."""
+    interval = ctx.settings.desired_state_refresh_s
+    while True:
+        try:
+            moved = await run_in_threadpool(ctx.versions.refresh)
+        except Exception:  # the database may be briefly away; the next round retries
+            log.exception("reading desired-state versions failed")
+        else:
+            if moved:
+                ctx.changes.changed()  # long polls re-check their device
+        await asyncio.sleep(interval)
+
+
+async def _flush_loop(ctx: ServerContext) -> None:
+    """Store buffered heartbeats every ``heartbeat_flush_s`` seconds."""
+    while True:
+        await asyncio.sleep(ctx.settings.heartbeat_flush_s)
+        try:
+            await run_in_threadpool(ctx.heartbeats.flush)
+        except Exception:  # kept in the buffer; the next round retries
+            log.exception("storing heartbeats failed")
+
+
 def create_app(
     settings: ServerSettings,
     ctx: ServerContext | None = None,
@@ -99,15 +124,30 @@ def create_app(
         context = ctx if ctx is not None else await run_in_threadpool(build_context, settings)
         context.changes.bind(asyncio.get_running_loop())
         app.state.ctx = context
-        task = asyncio.create_task(_resign_loop(context))
+        await run_in_threadpool(context.versions.refresh)
+        tasks = [
+            asyncio.create_task(_resign_loop(context)),
+            asyncio.create_task(_refresh_loop(context)),
+            asyncio.create_task(_flush_loop(context)),
+        ]
+        # Everything built so far lives as long as the process: keep it out of the collector's
+        # full passes, which otherwise stall every request for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            try:
+                await run_in_threadpool(context.heartbeats.flush)
+            except Exception:
+                log.exception("storing the last heartbeats at shutdown failed")
             with contextlib.suppress(Exception):
                 context.store.release_lock("resign", context.instance)
             if own:
@@ -118,6 +158,9 @@ def create_app(
         version=__version__,
         description="Device API (v1) for agents and operator API for people and the CLI.",
         lifespan=lifespan,
+        telemetry=None
+        if settings.opentelemetry
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.include_router(device_v1.router)

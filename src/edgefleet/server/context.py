@@ -8,20 +8,24 @@ import uuid
 from dataclasses import dataclass, field
 
 from edgefleet.protocol.signing import SigningKey
+from edgefleet.server.cache import CredentialCache, DesiredVersions
+from edgefleet.server.heartbeats import HeartbeatBuffer
 from edgefleet.server.locks import StoreLock
 from edgefleet.server.registry.artifacts import ArtifactStore
 from edgefleet.server.registry.tuf_repo import TufRepository
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.store import Store
+from edgefleet.server.telemetry_writer import TelemetryWriter
 
 __all__ = ["ChangeNotifier", "ServerContext"]
 
 
 class ChangeNotifier:
-    """Wakes desired-state long polls of this process when a deployment changes a device.
+    """Wakes this process's desired-state long polls when desired states may have changed.
 
-    Other server processes sharing the database are not notified; long polls re-read the
-    database every few seconds, so they see those changes with a short delay.
+    Fired by this process's deployments at once, and by the refresh loop when it reads
+    versions that other server processes sharing the database wrote (within
+    ``desired_state_refresh_s``).
     """
 
     def __init__(self) -> None:
@@ -49,7 +53,7 @@ class ChangeNotifier:
 
 @dataclass
 class ServerContext:
-    """The process's settings, store, registry and keys."""
+    """The process's settings, store, registry, keys and in-memory caches."""
 
     settings: ServerSettings
     store: Store
@@ -58,8 +62,15 @@ class ServerContext:
     director: SigningKey
     changes: ChangeNotifier = field(default_factory=ChangeNotifier)
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    credentials: CredentialCache = field(default_factory=CredentialCache)
     registry_lock: StoreLock = field(init=False)
+    versions: DesiredVersions = field(init=False)
+    heartbeats: HeartbeatBuffer = field(init=False)
+    telemetry: TelemetryWriter = field(init=False)
 
     def __post_init__(self) -> None:
+        self.versions = DesiredVersions(self.store.desired_state_versions)
+        self.heartbeats = HeartbeatBuffer(self.store)
+        self.telemetry = TelemetryWriter(self.store)
         # Release numbers, TUF metadata and the deployment list change under this lock only.
         self.registry_lock = StoreLock(self.store, "registry", self.instance)

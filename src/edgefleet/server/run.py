@@ -51,6 +51,7 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] = print) -> 
         ),
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # client addresses are not used; skips a middleware per request
         ssl_certfile=str(settings.tls_certfile) if tls else None,
         ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
         timeout_graceful_shutdown=10,

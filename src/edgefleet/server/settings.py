@@ -63,6 +63,23 @@ class ServerSettings(BaseSettings):
     long_poll_max_s: float = Field(
         default=30.0, ge=0, description="Longest a desired-state request may wait for a change."
     )
+    desired_state_refresh_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each server process re-reads desired-state versions written by "
+        "other processes sharing the database (its own writes count at once).",
+    )
+    heartbeat_flush_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often buffered heartbeats are stored (one transaction for all).",
+    )
+    opentelemetry: bool = Field(
+        default=False,
+        description="Emit OpenTelemetry traces, metrics and logs for every request through "
+        "FastAPI's native instrumentation and the globally configured providers (costs CPU on "
+        "every device request).",
+    )
     device_offline_after_s: float = Field(
         default=60.0, gt=0, description="A device with no heartbeat for this long is offline."
     )

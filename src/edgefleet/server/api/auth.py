@@ -7,6 +7,7 @@ refuse device credentials with 403.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,14 +15,21 @@ from starlette.concurrency import run_in_threadpool
 
 from edgefleet.errors import AuthError, ForbiddenError
 from edgefleet.server.context import ServerContext
-from edgefleet.server.store.rows import DeviceRow, OperatorTokenRow
+from edgefleet.server.store.rows import OperatorTokenRow
 from edgefleet.server.tokens import hash_token
 
-__all__ = ["CurrentDevice", "CurrentOperator", "context", "current_device", "current_operator"]
+__all__ = [
+    "CurrentDevice",
+    "CurrentOperator",
+    "DeviceIdentity",
+    "context",
+    "current_device",
+    "current_operator",
+]
 
 
-def context(request: Request) -> ServerContext:
-    """The process's :class:`ServerContext`."""
+async def context(request: Request) -> ServerContext:
+    """The process's :class:`ServerContext` (async: FastAPI runs sync dependencies on a thread)."""
     ctx: ServerContext = request.app.state.ctx
     return ctx
 
@@ -34,17 +42,28 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """The device a request's credential belongs to."""
+
+    device_id: str
+
+
 async def current_device(
     request: Request, ctx: Annotated[ServerContext, Depends(context)]
-) -> DeviceRow:
-    """The device whose credential signs this request."""
+) -> DeviceIdentity:
+    """The device whose credential signs this request (known credentials are cached)."""
     hashed = hash_token(_bearer(request))
-    device = await run_in_threadpool(ctx.store.find_device_by_credential, hashed)
-    if device is None:
-        if await run_in_threadpool(ctx.store.find_operator_token, hashed) is not None:
-            raise ForbiddenError("operator tokens cannot use the device API")
-        raise AuthError("unknown or revoked device credential")
-    return device
+    device_id = ctx.credentials.get(hashed)
+    if device_id is None:
+        device = await run_in_threadpool(ctx.store.find_device_by_credential, hashed)
+        if device is None:
+            if await run_in_threadpool(ctx.store.find_operator_token, hashed) is not None:
+                raise ForbiddenError("operator tokens cannot use the device API")
+            raise AuthError("unknown or revoked device credential")
+        device_id = device.device_id
+        ctx.credentials.put(hashed, device_id)
+    return DeviceIdentity(device_id)
 
 
 async def current_operator(
@@ -60,5 +79,5 @@ async def current_operator(
     return operator
 
 
-CurrentDevice = Annotated[DeviceRow, Depends(current_device)]
+CurrentDevice = Annotated[DeviceIdentity, Depends(current_device)]
 CurrentOperator = Annotated[OperatorTokenRow, Depends(current_operator)]

@@ -117,6 +117,7 @@ def show_model(ctx: Ctx, _: CurrentOperator, name: str) -> dict[str, Any]:
 @router.get("/devices")
 def list_devices(ctx: Ctx, _: CurrentOperator, selector: str = "") -> list[dict[str, Any]]:
     """Devices matching a label selector, with their online state."""
+    ctx.heartbeats.flush()
     now = time.time()
     return [_device(ctx, d, now) for d in ctx.store.list_devices(parse_selector(selector))]
 
@@ -124,6 +125,7 @@ def list_devices(ctx: Ctx, _: CurrentOperator, selector: str = "") -> list[dict[
 @router.get("/devices/{device_id}")
 def show_device(ctx: Ctx, _: CurrentOperator, device_id: str) -> dict[str, Any]:
     """A device: inventory, desired state, merged telemetry per model version, recent events."""
+    ctx.heartbeats.flush()
     row = ctx.store.get_device(device_id)
     if row is None:
         raise NotFoundError(f"no device {device_id!r}")

@@ -18,9 +18,16 @@ from edgefleet.protocol.v1 import (
 )
 from edgefleet.server.context import ServerContext
 from edgefleet.server.services.registry import deployment_for
+from edgefleet.server.store.rows import HeartbeatRow
 from edgefleet.server.tokens import hash_token, new_token
 
-__all__ = ["enroll", "heartbeat", "signed_desired_state"]
+__all__ = [
+    "desired_version",
+    "enroll",
+    "heartbeat",
+    "needs_reissue",
+    "signed_desired_state",
+]
 
 
 def enroll(ctx: ServerContext, body: EnrollRequest, now: float) -> EnrollResponse:
@@ -38,7 +45,9 @@ def enroll(ctx: ServerContext, body: EnrollRequest, now: float) -> EnrollRespons
     inventory = body.inventory.model_copy(update={"labels": labels}).model_dump(mode="json")
     ctx.store.create_device(device_id, hash_token(credential), labels, inventory, now)
     model = deployment_for(ctx, labels)
-    ctx.store.set_desired_state(device_id, model, now, now + ctx.settings.desired_state_expiry_s)
+    expires_at = now + ctx.settings.desired_state_expiry_s
+    version = ctx.store.set_desired_state(device_id, model, now, expires_at)
+    ctx.versions.record(device_id, version, expires_at)
     return EnrollResponse(
         device_id=device_id,
         credential=credential,
@@ -47,30 +56,44 @@ def enroll(ctx: ServerContext, body: EnrollRequest, now: float) -> EnrollRespons
     )
 
 
-def heartbeat(ctx: ServerContext, device_id: str, body: Heartbeat, now: float) -> int:
-    """Record a heartbeat; returns the device's newest desired-state version."""
+def heartbeat(ctx: ServerContext, device_id: str, body: Heartbeat, now: float) -> None:
+    """Record a heartbeat (buffered; stored by the server's next heartbeat flush)."""
     inventory: dict[str, Any] = body.inventory.model_dump(mode="json")
-    ctx.store.record_heartbeat(device_id, inventory, body.state, now)
-    state = ctx.store.get_desired_state(device_id)
-    return state.version if state else 0
+    ctx.heartbeats.add(HeartbeatRow(device_id, inventory, body.state, now))
 
 
-def desired_version(ctx: ServerContext, device_id: str) -> int:
-    """The device's newest desired-state version (0 if it has none yet)."""
+def desired_version(ctx: ServerContext, device_id: str) -> tuple[int, float]:
+    """The device's newest desired-state ``(version, expires_at)``; ``(0, 0.0)`` if none yet.
+
+    From the process's cache when it knows the device, else from the database.
+    """
+    known = ctx.versions.get(device_id)
+    if known is not None:
+        return known
     state = ctx.store.get_desired_state(device_id)
-    return state.version if state else 0
+    if state is None:
+        return 0, 0.0
+    ctx.versions.record(device_id, state.version, state.expires_at)
+    return state.version, state.expires_at
+
+
+def needs_reissue(ctx: ServerContext, expires_at: float, now: float) -> bool:
+    """Whether a desired state expiring at ``expires_at`` is past half of its lifetime."""
+    return expires_at - now < ctx.settings.desired_state_expiry_s / 2
 
 
 def signed_desired_state(ctx: ServerContext, device_id: str, now: float) -> SignedDesiredState:
     """The device's desired state, signed; re-issued with a new version when half expired."""
-    lifetime = ctx.settings.desired_state_expiry_s
     row = ctx.store.get_desired_state(device_id)
-    if row is None or row.expires_at - now < lifetime / 2:
+    if row is None or needs_reissue(ctx, row.expires_at, now):
         model = row.model if row is not None else None
-        ctx.store.set_desired_state(device_id, model, now, now + lifetime)
+        ctx.store.set_desired_state(
+            device_id, model, now, now + ctx.settings.desired_state_expiry_s
+        )
         row = ctx.store.get_desired_state(device_id)
         if row is None:
             raise NotFoundError(f"device {device_id} has no desired state")
+    ctx.versions.record(device_id, row.version, row.expires_at)
     state = DesiredState(
         device_id=device_id,
         version=row.version,

@@ -186,7 +186,10 @@ def deploy(
     release = ensure_release(ctx, row, now)
     model = desired_model(release)
     devices = [d.device_id for d in ctx.store.list_devices(selector)]
-    ctx.store.set_desired_states(devices, model, now, now + ctx.settings.desired_state_expiry_s)
+    expires_at = now + ctx.settings.desired_state_expiry_s
+    versions = ctx.store.set_desired_states(devices, model, now, expires_at)
+    for device_id, issued in versions.items():
+        ctx.versions.record(device_id, issued, expires_at)
     _remember(ctx, selector, model, now)
     ctx.changes.changed()
     return DeployResult(name, version, release.release, selector, devices)

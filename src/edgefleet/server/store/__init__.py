@@ -13,9 +13,11 @@ from edgefleet.server.store.rows import (
     DeviceRow,
     EnrollTokenRow,
     EventRow,
+    HeartbeatRow,
     ModelVersionRow,
     OperatorTokenRow,
     ReleaseRow,
+    TelemetryBatchRow,
     TelemetryRow,
 )
 from edgefleet.server.store.store import Store, open_store
@@ -25,10 +27,12 @@ __all__ = [
     "DeviceRow",
     "EnrollTokenRow",
     "EventRow",
+    "HeartbeatRow",
     "ModelVersionRow",
     "OperatorTokenRow",
     "ReleaseRow",
     "Store",
+    "TelemetryBatchRow",
     "TelemetryRow",
     "open_store",
 ]

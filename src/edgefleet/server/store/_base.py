@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -15,7 +15,17 @@ from edgefleet.errors import EdgefleetError, NotFoundError, StoreError
 from edgefleet.server.store import schema
 from edgefleet.server.store._engine import BEGIN_OPTION, describe_error, mask_url
 
-__all__ = ["StoreBase"]
+__all__ = ["CHUNK", "StoreBase", "chunks"]
+
+CHUNK = 500
+"""Ids per ``IN (...)`` (well below SQLite's and PostgreSQL's limits on bound parameters)."""
+
+
+def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
 
 Insert = postgresql.Insert | sqlite.Insert
 

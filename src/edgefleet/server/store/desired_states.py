@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,18 +10,10 @@ from sqlalchemy.engine import Connection
 
 from edgefleet.errors import NotFoundError
 from edgefleet.server.store import schema
-from edgefleet.server.store._base import StoreBase
+from edgefleet.server.store._base import CHUNK, StoreBase, chunks
 from edgefleet.server.store.rows import DesiredStateRow
 
 __all__ = ["DesiredStateStore"]
-
-_CHUNK = 500
-"""Devices per statement (well below SQLite's and PostgreSQL's limits on bound parameters)."""
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class DesiredStateStore(StoreBase):
@@ -118,7 +110,7 @@ class DesiredStateStore(StoreBase):
         """
         devices = schema.devices
         versions: dict[str, int] = {}
-        for chunk in _chunks(ids, _CHUNK):
+        for chunk in chunks(ids, CHUNK):
             connection.execute(
                 sa.select(devices.c.device_id)
                 .where(devices.c.device_id.in_(chunk))
@@ -148,3 +140,22 @@ class DesiredStateStore(StoreBase):
             issued_at=row.issued_at,
             expires_at=row.expires_at,
         )
+
+    def desired_state_versions(
+        self, issued_after: float | None = None
+    ) -> dict[str, tuple[int, float, float]]:
+        """Device id -> ``(version, issued_at, expires_at)`` of each newest desired state.
+
+        With ``issued_after``, only states issued after it. One cheap read that lets a server
+        process answer unchanged polls from memory.
+        """
+        table = schema.desired_states
+        query = sa.select(table.c.device_id, table.c.version, table.c.issued_at, table.c.expires_at)
+        if issued_after is not None:
+            query = query.where(table.c.issued_at > issued_after)
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        return {
+            device_id: (int(version), float(issued_at), float(expires_at))
+            for device_id, version, issued_at, expires_at in rows
+        }

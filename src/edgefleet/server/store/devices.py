@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from edgefleet.errors import ConflictError, NotFoundError
+from edgefleet.errors import ConflictError
 from edgefleet.server.store import schema
-from edgefleet.server.store._base import StoreBase
-from edgefleet.server.store.rows import DeviceRow
+from edgefleet.server.store._base import CHUNK, StoreBase, chunks
+from edgefleet.server.store.rows import DeviceRow, HeartbeatRow
 
 __all__ = ["DeviceStore"]
 
@@ -108,30 +109,43 @@ class DeviceStore(StoreBase):
             return devices
         return [device for device in devices if matches(device.labels, selector)]
 
-    def record_heartbeat(
-        self, device_id: str, inventory: dict[str, Any], state: str, now: float
-    ) -> DeviceRow:
-        """Store a heartbeat: the new inventory and state, seen ``now``; labels stay as enrolled.
+    def record_heartbeats(self, beats: Sequence[HeartbeatRow]) -> list[str]:
+        """Store heartbeats (new inventory, state, last seen) in one transaction.
 
-        Returns
-        -------
-        DeviceRow
-            The device after the update.
-
-        Raises
-        ------
-        NotFoundError
-            No device ``device_id``.
+        Labels stay as enrolled. Returns the ids of the devices that do not exist (their
+        heartbeats are skipped; the others are stored).
         """
+        if not beats:
+            return []
         table = schema.devices
         statement = (
             sa.update(table)
-            .where(table.c.device_id == device_id)
-            .values(inventory=dict(inventory), state=state, last_seen_at=now)
-            .returning(*table.c)
+            .where(table.c.device_id == sa.bindparam("b_device_id"))
+            .values(
+                inventory=sa.bindparam("b_inventory", type_=table.c.inventory.type),
+                state=sa.bindparam("b_state"),
+                last_seen_at=sa.bindparam("b_seen"),
+            )
         )
+        ids = [beat.device_id for beat in beats]
         with self._write() as connection:
-            row = connection.execute(statement).first()
-        if row is None:
-            raise NotFoundError(f"no device {device_id!r}")
-        return device_row(row)
+            known = {
+                row.device_id
+                for chunk in chunks(ids, CHUNK)
+                for row in connection.execute(
+                    sa.select(table.c.device_id).where(table.c.device_id.in_(chunk))
+                )
+            }
+            rows = [
+                {
+                    "b_device_id": beat.device_id,
+                    "b_inventory": dict(beat.inventory),
+                    "b_state": beat.state,
+                    "b_seen": beat.seen_at,
+                }
+                for beat in beats
+                if beat.device_id in known
+            ]
+            if rows:
+                connection.execute(statement, rows)
+        return [device_id for device_id in ids if device_id not in known]

@@ -5,6 +5,7 @@ Timestamps are float Unix seconds, as the caller passed them in (``now``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +14,11 @@ __all__ = [
     "DeviceRow",
     "EnrollTokenRow",
     "EventRow",
+    "HeartbeatRow",
     "ModelVersionRow",
     "OperatorTokenRow",
     "ReleaseRow",
+    "TelemetryBatchRow",
     "TelemetryRow",
 ]
 
@@ -64,6 +67,26 @@ class DeviceRow:
     last_seen_at: float
     telemetry_dropped: int
     desired_version: int
+
+
+@dataclass(frozen=True)
+class HeartbeatRow:
+    """One heartbeat to store: the device's inventory and state, and when it was seen."""
+
+    device_id: str
+    inventory: dict[str, Any]
+    state: str
+    seen_at: float
+
+
+@dataclass(frozen=True)
+class TelemetryBatchRow:
+    """One device's batch of telemetry windows to store, and its spool's drop counter."""
+
+    device_id: str
+    windows: Sequence[Mapping[str, Any]]
+    dropped_total: int
+    received_at: float
 
 
 @dataclass(frozen=True)

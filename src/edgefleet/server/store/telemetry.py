@@ -7,9 +7,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from edgefleet.errors import NotFoundError
 from edgefleet.server.store import schema
-from edgefleet.server.store._base import StoreBase
-from edgefleet.server.store.rows import TelemetryRow
+from edgefleet.server.store._base import CHUNK, StoreBase, chunks
+from edgefleet.server.store.rows import TelemetryBatchRow, TelemetryRow
 
 __all__ = ["TelemetryStore"]
 
@@ -87,26 +88,85 @@ class TelemetryStore(StoreBase):
         ValueError
             A window lacks a required field.
         """
-        rows = [_values(device_id, index, window, now) for index, window in enumerate(windows)]
+        (result,) = self.add_telemetry_batches(
+            [TelemetryBatchRow(device_id, windows, dropped_total, now)]
+        )
+        if result is None:
+            raise NotFoundError(f"no device {device_id!r}")
+        return result
+
+    def add_telemetry_batches(
+        self, batches: Sequence[TelemetryBatchRow]
+    ) -> list[tuple[int, int] | None]:
+        """Store several devices' batches in one transaction (see :meth:`add_telemetry`).
+
+        Returns, per batch in order, ``(accepted, duplicates)``, or None when its device does
+        not exist (that batch is skipped, the others are stored). A window that appears in
+        two batches is accepted in the first and a duplicate in the second.
+
+        Raises
+        ------
+        ValueError
+            A window lacks a required field (nothing is stored).
+        """
+        prepared = [
+            [_values(b.device_id, i, w, b.received_at) for i, w in enumerate(b.windows)]
+            for b in batches
+        ]
         table = schema.telemetry_windows
         devices = schema.devices
-        dropped = devices.c.telemetry_dropped
+        ids = sorted({b.device_id for b in batches})
         with self._write() as connection:
-            self._require_device(connection, device_id)
-            connection.execute(
-                sa.update(devices)
-                .where(devices.c.device_id == device_id, dropped < dropped_total)
-                .values(telemetry_dropped=dropped_total)
-            )
-            if not rows:
-                return 0, 0
-            statement = (
-                self._insert(table)
-                .on_conflict_do_nothing(index_elements=[table.c.device_id, table.c.window_id])
-                .returning(table.c.id)
-            )
-            accepted = len(connection.execute(statement, rows).all())
-        return accepted, len(rows) - accepted
+            known = {
+                row.device_id
+                for chunk in chunks(ids, CHUNK)
+                for row in connection.execute(
+                    sa.select(devices.c.device_id).where(devices.c.device_id.in_(chunk))
+                )
+            }
+            drops = [
+                {"b_device_id": b.device_id, "b_dropped": b.dropped_total}
+                for b in batches
+                if b.device_id in known and b.dropped_total > 0  # counters start at 0
+            ]
+            if drops:
+                dropped: sa.BindParameter[int] = sa.bindparam("b_dropped", type_=sa.BigInteger())
+                connection.execute(
+                    sa.update(devices)
+                    .where(
+                        devices.c.device_id == sa.bindparam("b_device_id"),
+                        devices.c.telemetry_dropped < dropped,
+                    )
+                    .values(telemetry_dropped=dropped),
+                    drops,
+                )
+            rows = [
+                row
+                for b, batch in zip(batches, prepared, strict=True)
+                for row in batch
+                if b.device_id in known
+            ]
+            inserted: set[tuple[str, str]] = set()
+            if rows:
+                statement = (
+                    self._insert(table)
+                    .on_conflict_do_nothing(index_elements=[table.c.device_id, table.c.window_id])
+                    .returning(table.c.device_id, table.c.window_id)
+                )
+                inserted = {(r.device_id, r.window_id) for r in connection.execute(statement, rows)}
+        results: list[tuple[int, int] | None] = []
+        for b, batch in zip(batches, prepared, strict=True):
+            if b.device_id not in known:
+                results.append(None)
+                continue
+            accepted = 0
+            for row in batch:
+                key = (row["device_id"], row["window_id"])
+                if key in inserted:  # stored by this call: counts for the first batch only
+                    inserted.discard(key)
+                    accepted += 1
+            results.append((accepted, len(batch) - accepted))
+        return results
 
     def list_telemetry(
         self,

@@ -29,13 +29,13 @@ from edgefleet.server.api.auth import CurrentDevice, context
 from edgefleet.server.context import ServerContext
 from edgefleet.server.registry.tuf_repo import TufRepository
 from edgefleet.server.services import devices
+from edgefleet.server.store import TelemetryBatchRow
 from edgefleet.telemetry import TelemetrySnapshot
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["device v1"])
 Ctx = Annotated[ServerContext, Depends(context)]
-_RECHECK_S = 2.0
 
 
 @router.post("/enroll", response_model=EnrollResponse)
@@ -44,10 +44,19 @@ def enroll(body: EnrollRequest, ctx: Ctx) -> EnrollResponse:
     return devices.enroll(ctx, body, time.time())
 
 
+async def _desired(ctx: ServerContext, device_id: str) -> tuple[int, float]:
+    """The device's newest ``(version, expires_at)``: from memory, else from the database."""
+    known = ctx.versions.get(device_id)
+    if known is None:
+        known = await run_in_threadpool(devices.desired_version, ctx, device_id)
+    return known
+
+
 @router.post("/heartbeat", response_model=HeartbeatAck)
-def heartbeat(body: Heartbeat, device: CurrentDevice, ctx: Ctx) -> HeartbeatAck:
+async def heartbeat(body: Heartbeat, device: CurrentDevice, ctx: Ctx) -> HeartbeatAck:
     """Record liveness and inventory; answers with the newest desired-state version."""
-    version = devices.heartbeat(ctx, device.device_id, body, time.time())
+    devices.heartbeat(ctx, device.device_id, body, time.time())
+    version, _ = await _desired(ctx, device.device_id)
     return HeartbeatAck(server_time=time.time(), desired_version=version)
 
 
@@ -65,18 +74,24 @@ async def desired_state(
     """The device's signed desired state; ``If-None-Match`` with the current version gets 304.
 
     With ``wait``, an unchanged state holds the request open until it changes or ``wait``
-    seconds (capped by the server) pass.
+    seconds (capped by the server) pass. A state past half of its lifetime is re-issued (signed
+    again with a new version) instead of answered 304, so a device never holds one that expires.
+    An unchanged state is answered from the process's memory, without the database.
     """
     known = request.headers.get("if-none-match")
     deadline = time.monotonic() + min(wait, ctx.settings.long_poll_max_s)
     while True:
-        version = await run_in_threadpool(devices.desired_version, ctx, device.device_id)
-        if known != _etag(version) or version == 0:
+        version, expires_at = await _desired(ctx, device.device_id)
+        if (
+            known != _etag(version)
+            or version == 0
+            or devices.needs_reissue(ctx, expires_at, time.time())
+        ):
             break
         left = deadline - time.monotonic()
         if left <= 0:
             return Response(status_code=304, headers={"ETag": known})
-        await ctx.changes.wait(min(left, _RECHECK_S))
+        await ctx.changes.wait(left)
     signed = await run_in_threadpool(
         devices.signed_desired_state, ctx, device.device_id, time.time()
     )
@@ -96,17 +111,19 @@ def events(body: EventBatch, device: CurrentDevice, ctx: Ctx) -> BatchAck:
 
 
 @router.post("/telemetry", response_model=BatchAck)
-def telemetry(body: TelemetryBatch, device: CurrentDevice, ctx: Ctx) -> BatchAck:
-    """Store telemetry windows; a window id seen before is never counted twice."""
+async def telemetry(body: TelemetryBatch, device: CurrentDevice, ctx: Ctx) -> BatchAck:
+    """Store telemetry windows; a window id seen before is never counted twice.
+
+    Answered once the windows are committed (uploads arriving together share a transaction).
+    """
     for window in body.windows:
         try:
             TelemetrySnapshot.from_dict(window.snapshot)
         except ValueError as exc:
             raise ProtocolError(f"window {window.window_id}: {exc}") from exc
     rows = [w.model_dump(mode="json") for w in body.windows]
-    accepted, duplicates = ctx.store.add_telemetry(
-        device.device_id, rows, body.dropped_total, time.time()
-    )
+    batch = TelemetryBatchRow(device.device_id, rows, body.dropped_total, time.time())
+    accepted, duplicates = await ctx.telemetry.add(batch)
     return BatchAck(accepted=accepted, duplicates=duplicates)
 
 

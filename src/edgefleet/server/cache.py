@@ -1,0 +1,107 @@
+"""In-memory caches that let one server process answer most device requests without the database.
+
+A device polls its desired state every few seconds and almost always gets "unchanged" (304).
+Reading the credential and the version from the database on each of those polls is what limits
+how many devices one process serves, so both live in memory:
+
+- :class:`CredentialCache` maps credential hashes to device ids. Credentials never change once
+  issued, so an entry is never stale; the cache only bounds its size.
+- :class:`DesiredVersions` holds every device's newest desired-state version and expiry. This
+  process's own writes go in at once (:meth:`DesiredVersions.record`); writes by other server
+  processes sharing the database arrive with the next :meth:`DesiredVersions.refresh`, which
+  the server runs every ``desired_state_refresh_s`` seconds. A refresh reads only the states
+  issued since shortly before the newest one it has seen (``OVERLAP_S``, for transactions
+  that commit late or clocks that differ between hosts), and every ``FULL_EVERY``-th refresh
+  reads them all. Versions only grow, so a refresh that read the database before a local write
+  committed never moves an entry back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+
+__all__ = ["FULL_EVERY", "OVERLAP_S", "CredentialCache", "DesiredVersions"]
+
+OVERLAP_S = 60.0
+"""How far before the newest issue time seen an incremental refresh starts reading."""
+
+FULL_EVERY = 60
+"""Every this many refreshes, all desired states are read again."""
+
+Loader = Callable[[float | None], Mapping[str, tuple[int, float, float]]]
+
+
+class CredentialCache:
+    """Credential hash -> device id, at most ``capacity`` entries (the oldest go first)."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self._capacity = capacity
+        self._entries: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, credential_hash: str) -> str | None:
+        """The device id of a credential seen before, or None."""
+        return self._entries.get(credential_hash)
+
+    def put(self, credential_hash: str, device_id: str) -> None:
+        """Remember a credential the database confirmed."""
+        with self._lock:
+            self._entries[credential_hash] = device_id
+            while len(self._entries) > self._capacity:
+                del self._entries[next(iter(self._entries))]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class DesiredVersions:
+    """Each device's newest desired-state ``(version, expires_at)``, kept current in memory.
+
+    ``load(issued_after)`` reads ``device id -> (version, issued_at, expires_at)`` from the
+    database, every device's when ``issued_after`` is None (the store's
+    ``desired_state_versions``). Until the first :meth:`refresh`, and for devices the refreshes
+    did not see yet, :meth:`get` returns None and the caller reads the database.
+    """
+
+    def __init__(self, load: Loader) -> None:
+        self._load = load
+        self._entries: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._newest_issued: float | None = None
+        self._refreshes = 0
+
+    def get(self, device_id: str) -> tuple[int, float] | None:
+        """The newest ``(version, expires_at)`` known for ``device_id``, or None."""
+        return self._entries.get(device_id)
+
+    def record(self, device_id: str, version: int, expires_at: float) -> None:
+        """Note a desired state this process wrote or read (never moves a version back)."""
+        with self._lock:
+            self._merge(device_id, version, expires_at)
+
+    def refresh(self) -> int:
+        """Read new entries from the database and merge them in; return how many moved."""
+        full = self._newest_issued is None or self._refreshes % FULL_EVERY == 0
+        self._refreshes += 1
+        since = None if full or self._newest_issued is None else self._newest_issued - OVERLAP_S
+        loaded = self._load(since)
+        moved = 0
+        with self._lock:
+            for device_id, (version, issued_at, expires_at) in loaded.items():
+                moved += self._merge(device_id, version, expires_at)
+                if self._newest_issued is None or issued_at > self._newest_issued:
+                    self._newest_issued = issued_at
+        return moved
+
+    def _merge(self, device_id: str, version: int, expires_at: float) -> bool:
+        known = self._entries.get(device_id)
+        if known is None or version > known[0]:
+            self._entries[device_id] = (version, expires_at)
+            return True
+        return False
+
+    def __len__(self) -> int:
+        return len(self._entries)
