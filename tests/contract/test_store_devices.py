@@ -153,6 +153,22 @@ def test_a_deployment_naming_an_unknown_device_changes_nothing(store: Store) -> 
     assert device.desired_version == 0
 
 
+def test_desired_state_versions_list_every_device_or_those_issued_after_a_time(
+    store: Store,
+) -> None:
+    for device_id in ("a", "b", "c"):
+        enrol(store, device_id)
+    store.set_desired_state("a", None, NOW, NOW + 100)
+    store.set_desired_state("b", None, NOW + 10, NOW + 110)
+    store.set_desired_state("b", None, NOW + 20, NOW + 120)
+    assert store.desired_state_versions() == {
+        "a": (1, NOW, NOW + 100),
+        "b": (2, NOW + 20, NOW + 120),
+    }
+    assert store.desired_state_versions(issued_after=NOW) == {"b": (2, NOW + 20, NOW + 120)}
+    assert store.desired_state_versions(issued_after=NOW + 20) == {}
+
+
 def test_a_deployment_to_no_devices_does_nothing(store: Store) -> None:
     assert store.set_desired_states([], None, NOW, NOW + 100) == {}
 

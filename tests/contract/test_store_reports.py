@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from edgefleet.errors import NotFoundError
-from edgefleet.server.store import EventRow, Store
+from edgefleet.server.store import EventRow, Store, TelemetryBatchRow
 
 from .helpers import NOW, enrol, event, window
 
@@ -126,6 +126,38 @@ def test_the_drop_counter_keeps_the_highest_value_reported(store: Store) -> None
     device = store.get_device("dev-1")
     assert device is not None
     assert device.telemetry_dropped == 8
+
+
+def test_batches_of_several_devices_stored_together_each_get_their_own_counts(
+    store: Store,
+) -> None:
+    enrol(store, "dev-1")
+    enrol(store, "dev-2")
+    store.add_telemetry("dev-1", [window("win-old")], 0, NOW)
+    batches = [
+        TelemetryBatchRow("dev-1", [window("win-old"), window("win-new")], 4, NOW),
+        TelemetryBatchRow("ghost", [window("win-1")], 0, NOW),
+        TelemetryBatchRow("dev-2", [window("win-new")], 0, NOW),
+        TelemetryBatchRow("dev-1", [window("win-new")], 2, NOW),  # a retry racing the first
+    ]
+    assert store.add_telemetry_batches(batches) == [(1, 1), None, (1, 0), (0, 1)]
+    stored = sorted((row.device_id, row.window_id) for row in store.list_telemetry())
+    assert stored == [("dev-1", "win-new"), ("dev-1", "win-old"), ("dev-2", "win-new")]
+    device = store.get_device("dev-1")
+    assert device is not None
+    assert device.telemetry_dropped == 4
+
+
+def test_a_malformed_window_in_a_group_of_batches_stores_nothing(store: Store) -> None:
+    enrol(store, "dev-1")
+    broken = {k: v for k, v in window("win-2").items() if k != "snapshot"}
+    batches = [
+        TelemetryBatchRow("dev-1", [window("win-1")], 0, NOW),
+        TelemetryBatchRow("dev-1", [broken], 0, NOW),
+    ]
+    with pytest.raises(ValueError, match="snapshot"):
+        store.add_telemetry_batches(batches)
+    assert store.list_telemetry() == []
 
 
 def test_telemetry_from_an_unknown_device_is_refused(store: Store) -> None:

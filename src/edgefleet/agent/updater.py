@@ -327,8 +327,12 @@ class Updater:
         if active is None or (active.name, active.sha256) != (target.name, target.sha256):
             return False
         if target.release > active.release:  # the same file published again as a new release
+            # (a deliberate return to it, or another version name for identical bytes): the
+            # served model stays, and the device reports the identity it was asked to run.
             source.accept_release(target.name, target.release)
-            updated = active.model_copy(update={"release": target.release})
+            updated = active.model_copy(
+                update={"release": target.release, "version": target.version}
+            )
             self._save(self._state.model_copy(update={"active": updated}))
         return True
 

@@ -171,6 +171,19 @@ def test_first_model_then_a_hot_swap_under_load_fails_no_request(rig: Rig) -> No
     assert rig.repository.names() == [NAME]
 
 
+def test_the_same_file_under_a_new_release_and_version_is_adopted_without_a_download(
+    rig: Rig,
+) -> None:
+    assert rig.apply(rig.stage(scale_model(1), 1), 1)
+    again = rig.stage(scale_model(1), 3)  # identical bytes, published as version v3
+    assert not rig.apply(again, 2)  # nothing new to activate
+    assert rig.source.fetches == [f"models/{NAME}/r1.onnx"]
+    active = rig.state_file()["active"]
+    assert (active["version"], active["release"]) == ("v3", 3)
+    assert rig.source.accepted == [(NAME, 1), (NAME, 3)]
+    assert rig.predict()[0, 0] == 1.0
+
+
 def test_smoke_test_failure_keeps_the_old_model_and_is_not_retried_at_once(rig: Rig) -> None:
     rig.apply(rig.stage(scale_model(1), 1), 1)
     bad = rig.stage(scale_model(3), 2, golden_bytes=golden(scale_model(3), wrong=True))
