@@ -60,11 +60,12 @@ pytest: $(STAMP) browser postgres
 
 test: lint pytest
 
-bench: $(STAMP)
+bench: $(STAMP) postgres
 	$(PY) benchmarks/runtime_overhead.py
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/serve_vs_mlserver.py
 	$(PY) benchmarks/bench_vs_loadgen.py
+	$(PY) benchmarks/fleet_load.py --devices 5000 --duration 30
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/results

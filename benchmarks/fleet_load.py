@@ -35,7 +35,7 @@ httpx`` uses httpx.AsyncClient instead, which costs about eight times the genera
 request (about 4 ms against 0.5 ms on a 2-core VM) and falls seconds behind a schedule of
 150 requests per second.
 
-Usage: python benchmarks/fleet_load.py [--quick] [--devices 500,1000,2500,5000,7500]
+Usage: python benchmarks/fleet_load.py [--quick] [--devices 1000,2500,5000,7500,10000]
        [--backends sqlite,postgres] [--duration 60] [--client raw|httpx]
 """
 
@@ -740,8 +740,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--devices",
         type=lambda s: sorted({int(x) for x in s.split(",")}),
-        default=[500, 1000, 2500, 5000, 7500],
-        help="fleet sizes to try in order, comma separated [500,1000,2500,5000,7500; quick 200]",
+        default=[1000, 2500, 5000, 7500, 10000],
+        help="fleet sizes to try in order, comma separated [1000,2500,5000,7500,10000; quick 200]",
     )
     parser.add_argument(
         "--backends",

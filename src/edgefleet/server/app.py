@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -130,10 +129,6 @@ def create_app(
             asyncio.create_task(_refresh_loop(context)),
             asyncio.create_task(_flush_loop(context)),
         ]
-        # Everything built so far lives as long as the process: keep it out of the collector's
-        # full passes, which otherwise stall every request for tens of milliseconds.
-        gc.collect()
-        gc.freeze()
         if on_ready is not None:
             on_ready()
         try:
