@@ -8,15 +8,21 @@ truncates connections. Each test states what must hold afterwards.
 
 from __future__ import annotations
 
+import json
 import random
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from edgefleet.protocol.signing import SigningKey, sign_desired_state
+from edgefleet.protocol.v1 import API_PREFIX, DesiredState
 from edgefleet.testing.faulty_proxy import Faults, FaultyProxy
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
 from edgefleet.testing.models import DigitsData
@@ -124,6 +130,111 @@ def test_tampered_artifact_is_refused_and_the_current_model_keeps_serving(
     assert refusal["version"] == "2", refusal
     assert state_of(agent)["active"]["sha256"] == good
     assert not (agent.data_dir / "models" / f"{bad}.onnx").exists()
+    infer(agent, digits, 5)
+    assert active_of(devices(server)[dev]) == f"{MODEL}@1"
+
+
+class ForgingProxy:
+    """An HTTP proxy in front of the server that can answer desired-state polls with a forgery.
+
+    Everything else is forwarded as is. A forged state asks for ``model`` under a higher version
+    than the server's, either unsigned or signed with a key the device does not trust.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.forge: str | None = None  # None, "unsigned" or "foreign-key"
+        self.model: dict[str, Any] = {}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._forward()
+
+            def do_POST(self) -> None:
+                self._forward()
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                skip = {"host", "content-length", "connection"}
+                forging = proxy.forge and self.path.startswith(f"{API_PREFIX}/desired-state")
+                if forging:
+                    skip.add("if-none-match")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                with httpx.Client(timeout=60) as client:
+                    answer = client.request(
+                        self.command, proxy.upstream + self.path, headers=headers, content=body
+                    )
+                content, extra = answer.content, {}
+                if forging and answer.status_code == 200:
+                    content, etag = proxy.forged(answer.json())
+                    extra = {"ETag": etag}
+                self.send_response(answer.status_code)
+                for name in ("content-type", "etag", "content-range", "accept-ranges"):
+                    if name in answer.headers and name not in {k.lower() for k in extra}:
+                        self.send_header(name, answer.headers[name])
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def forged(self, real: dict[str, Any]) -> tuple[bytes, str]:
+        state = {**real["signed"], "version": real["signed"]["version"] + 100}
+        state["model"] = self.model
+        signatures: list[dict[str, Any]] = []
+        if self.forge == "foreign-key":
+            signed = sign_desired_state(DesiredState.model_validate(state), SigningKey.generate())
+            signatures = signed.model_dump(mode="json")["signatures"]
+        body = json.dumps({"signed": state, "signatures": signatures}).encode()
+        return body, f'"{state["version"]}"'
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_unsigned_or_foreign_signed_desired_states_are_refused_and_reported(
+    tmp_path: Path, stack: ExitStack, digits_path: Path, echo_path: Path, digits: DigitsData
+) -> None:
+    server = stack.enter_context(ServerProcess.start(tmp_path / "server"))
+    proxy = ForgingProxy(server.url)
+    stack.callback(proxy.close)
+    agent = start_agent(stack, tmp_path, "a", proxy.url, server.enroll_token())
+    dev = device_id(agent)
+    good = push(server, digits_path, "1")["sha256"]
+    deploy(server, "1")
+    wait_for("the first model", lambda: active_of(devices(server)[dev]) == f"{MODEL}@1")
+    push(server, echo_path, "2")  # published, never deployed: what the forger asks for
+    [release] = [
+        r for r in server.operator("GET", f"/models/{MODEL}")["releases"] if r["version"] == "2"
+    ]
+    proxy.model = {k: release[k] for k in ("name", "version", "target", "release", "sha256")}
+    proxy.model["length"] = release["length"]
+
+    for forgery in ("unsigned", "foreign-key"):
+        before = len(failed_events(server, dev))
+        proxy.forge = forgery
+        wait_for(
+            f"the {forgery} desired state to be refused and reported",
+            lambda before=before: len(failed_events(server, dev)) > before,  # type: ignore[misc]
+        )
+        refusal = failed_events(server, dev)[0]
+        assert refusal["kind"] == "verification_failed", refusal
+        assert "desired state" in refusal["detail"], refusal
+    proxy.forge = None
+    assert state_of(agent)["active"]["sha256"] == good
+    assert not (agent.data_dir / "models" / f"{release['sha256']}.onnx").exists()
     infer(agent, digits, 5)
     assert active_of(devices(server)[dev]) == f"{MODEL}@1"
 
