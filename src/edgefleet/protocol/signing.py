@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from edgefleet.errors import ConfigurationError, ExpiredError, VerificationError
+from edgefleet.protocol.secret_files import write_secret
 from edgefleet.protocol.v1 import DesiredState, Signature, SignedDesiredState
 
 __all__ = [
@@ -131,16 +131,7 @@ class SigningKey:
         devices trust would strand them.
         """
         pem = self._key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError as exc:
-            raise ConfigurationError(f"key file {path} exists; refusing to overwrite it") from exc
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
+        write_secret(Path(path), pem, "key file")
 
     @property
     def public_hex(self) -> str:

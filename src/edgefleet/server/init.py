@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from edgefleet.errors import ConfigurationError
+from edgefleet.protocol.secret_files import write_secret
 from edgefleet.protocol.signing import SigningKey
 from edgefleet.server.app import DIRECTOR_KEY, expiry_settings
 from edgefleet.server.registry.keys import RepositoryKeys
@@ -32,12 +32,6 @@ class InitResult:
     root_key_path: Path
     root_key_online: bool
     operator_token: str
-
-
-def _write_secret(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
 
 
 def initialize(
@@ -70,11 +64,11 @@ def initialize(
         store.create_operator_token(hash_token(token), "init", time.time())
     finally:
         store.close()
-    _write_secret(data_dir / OPERATOR_TOKEN_FILE, token + "\n")
+    write_secret(data_dir / OPERATOR_TOKEN_FILE, token + "\n")
     config = {"root_key_path": str(root_key_path)}
     if database_url:
         config["database_url"] = database_url
-    _write_secret(data_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=True))
+    write_secret(data_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=True))
     return InitResult(
         data_dir=data_dir,
         database_url=settings.sqlalchemy_url,

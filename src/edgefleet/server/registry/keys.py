@@ -8,7 +8,6 @@ metadata and should live offline.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner
 
 from edgefleet.errors import ConfigurationError
+from edgefleet.protocol.secret_files import write_secret
 
 __all__ = ["ONLINE_ROLES", "ExpirySettings", "RepositoryKeys"]
 
@@ -50,18 +50,6 @@ class ExpirySettings:
         """The lifetime of ``role``'s metadata."""
         value: timedelta = getattr(self, role)
         return value
-
-
-def _write_key(path: Path, signer: CryptoSigner) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise ConfigurationError(f"key file {path} exists; refusing to overwrite it") from exc
-    with os.fdopen(fd, "wb") as f:
-        f.write(signer.private_bytes)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _read_key(path: Path, role: str) -> CryptoSigner:
@@ -116,7 +104,7 @@ class RepositoryKeys:
                 raise ConfigurationError(f"key file {path} exists; refusing to overwrite it")
         targets, snapshot, timestamp, root = (CryptoSigner.generate_ed25519() for _ in paths)
         for path, signer in zip(paths, (targets, snapshot, timestamp, root), strict=True):
-            _write_key(path, signer)
+            write_secret(path, signer.private_bytes, "key file")
         return cls(targets=targets, snapshot=snapshot, timestamp=timestamp, root=root)
 
     @classmethod

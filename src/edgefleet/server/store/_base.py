@@ -95,6 +95,18 @@ class StoreBase:
         return sqlite.insert(table)
 
     @staticmethod
+    def _existing_devices(connection: Connection, device_ids: Sequence[str]) -> set[str]:
+        """Those of ``device_ids`` that are enrolled."""
+        devices = schema.devices
+        return {
+            row.device_id
+            for chunk in chunks(sorted(set(device_ids)), CHUNK)
+            for row in connection.execute(
+                sa.select(devices.c.device_id).where(devices.c.device_id.in_(chunk))
+            )
+        }
+
+    @staticmethod
     def _require_device(connection: Connection, device_id: str) -> None:
         """Raise :class:`NotFoundError` unless ``device_id`` is enrolled."""
         devices = schema.devices

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from edgefleet.errors import ConflictError
 from edgefleet.server.store import schema
-from edgefleet.server.store._base import CHUNK, StoreBase, chunks
+from edgefleet.server.store._base import StoreBase
 from edgefleet.server.store.rows import DeviceRow, HeartbeatRow
 
 __all__ = ["DeviceStore"]
@@ -129,13 +129,7 @@ class DeviceStore(StoreBase):
         )
         ids = [beat.device_id for beat in beats]
         with self._write() as connection:
-            known = {
-                row.device_id
-                for chunk in chunks(ids, CHUNK)
-                for row in connection.execute(
-                    sa.select(table.c.device_id).where(table.c.device_id.in_(chunk))
-                )
-            }
+            known = self._existing_devices(connection, ids)
             rows = [
                 {
                     "b_device_id": beat.device_id,

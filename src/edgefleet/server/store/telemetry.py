@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from edgefleet.errors import NotFoundError
 from edgefleet.server.store import schema
-from edgefleet.server.store._base import CHUNK, StoreBase, chunks
+from edgefleet.server.store._base import StoreBase
 from edgefleet.server.store.rows import TelemetryBatchRow, TelemetryRow
 
 __all__ = ["TelemetryStore"]
@@ -115,15 +115,8 @@ class TelemetryStore(StoreBase):
         ]
         table = schema.telemetry_windows
         devices = schema.devices
-        ids = sorted({b.device_id for b in batches})
         with self._write() as connection:
-            known = {
-                row.device_id
-                for chunk in chunks(ids, CHUNK)
-                for row in connection.execute(
-                    sa.select(devices.c.device_id).where(devices.c.device_id.in_(chunk))
-                )
-            }
+            known = self._existing_devices(connection, [b.device_id for b in batches])
             drops = [
                 {"b_device_id": b.device_id, "b_dropped": b.dropped_total}
                 for b in batches
