@@ -108,15 +108,26 @@ def failed_events(server: ServerProcess, dev: str) -> list[dict[str, Any]]:
     return [e for e in server.operator("GET", "/events", params={"device_id": dev}) if not e["ok"]]
 
 
+def agent_running_version_1(
+    stack: ExitStack, tmp_path: Path, server: ServerProcess, model: Path, url: str = ""
+) -> tuple[AgentProcess, str, str]:
+    """An agent (talking to ``url``, the server's by default) that activated ``model`` as 1.
+
+    Returns the agent, its device id and the sha256 of version 1.
+    """
+    agent = start_agent(stack, tmp_path, "a", url or server.url, server.enroll_token())
+    dev = device_id(agent)
+    good = str(push(server, model, "1")["sha256"])
+    deploy(server, "1")
+    wait_for("the first model", lambda: active_of(devices(server)[dev]) == f"{MODEL}@1")
+    return agent, dev, good
+
+
 def test_tampered_artifact_is_refused_and_the_current_model_keeps_serving(
     tmp_path: Path, stack: ExitStack, digits_path: Path, echo_path: Path, digits: DigitsData
 ) -> None:
     server = stack.enter_context(ServerProcess.start(tmp_path / "server"))
-    agent = start_agent(stack, tmp_path, "a", server.url, server.enroll_token())
-    dev = device_id(agent)
-    good = push(server, digits_path, "1")["sha256"]
-    deploy(server, "1")
-    wait_for("the first model", lambda: active_of(devices(server)[dev]) == f"{MODEL}@1")
+    agent, dev, good = agent_running_version_1(stack, tmp_path, server, digits_path)
     bad = push(server, echo_path, "2")["sha256"]
     artifact = tmp_path / "server" / "artifacts" / "sha256" / bad
     data = bytearray(artifact.read_bytes())
@@ -210,11 +221,7 @@ def test_unsigned_or_foreign_signed_desired_states_are_refused_and_reported(
     server = stack.enter_context(ServerProcess.start(tmp_path / "server"))
     proxy = ForgingProxy(server.url)
     stack.callback(proxy.close)
-    agent = start_agent(stack, tmp_path, "a", proxy.url, server.enroll_token())
-    dev = device_id(agent)
-    good = push(server, digits_path, "1")["sha256"]
-    deploy(server, "1")
-    wait_for("the first model", lambda: active_of(devices(server)[dev]) == f"{MODEL}@1")
+    agent, dev, good = agent_running_version_1(stack, tmp_path, server, digits_path, proxy.url)
     push(server, echo_path, "2")  # published, never deployed: what the forger asks for
     [release] = [
         r for r in server.operator("GET", f"/models/{MODEL}")["releases"] if r["version"] == "2"
@@ -243,11 +250,7 @@ def test_expired_timestamp_is_refused_and_the_current_model_keeps_serving(
     tmp_path: Path, stack: ExitStack, digits_path: Path, echo_path: Path, digits: DigitsData
 ) -> None:
     server = stack.enter_context(ServerProcess.start(tmp_path / "server"))
-    agent = start_agent(stack, tmp_path, "a", server.url, server.enroll_token())
-    dev = device_id(agent)
-    good = push(server, digits_path, "1")["sha256"]
-    deploy(server, "1")
-    wait_for("the first model", lambda: active_of(devices(server)[dev]) == f"{MODEL}@1")
+    agent, dev, good = agent_running_version_1(stack, tmp_path, server, digits_path)
     agent.stop()
     # From now on the server signs timestamps that live 2 s and never re-signs them in time.
     server.env = {"EDGEFLEET_TIMESTAMP_EXPIRY_S": "2", "EDGEFLEET_RESIGN_INTERVAL_S": "3600"}
