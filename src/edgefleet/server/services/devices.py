@@ -22,9 +22,9 @@ from edgefleet.server.store.rows import HeartbeatRow
 from edgefleet.server.tokens import hash_token, new_token
 
 __all__ = [
-    "desired_version",
     "enroll",
     "heartbeat",
+    "load_desired_version",
     "needs_reissue",
     "signed_desired_state",
 ]
@@ -62,14 +62,11 @@ def heartbeat(ctx: ServerContext, device_id: str, body: Heartbeat, now: float) -
     ctx.heartbeats.add(HeartbeatRow(device_id, inventory, body.state, now))
 
 
-def desired_version(ctx: ServerContext, device_id: str) -> tuple[int, float]:
-    """The device's newest desired-state ``(version, expires_at)``; ``(0, 0.0)`` if none yet.
+def load_desired_version(ctx: ServerContext, device_id: str) -> tuple[int, float]:
+    """The device's newest desired-state ``(version, expires_at)``, read from the database.
 
-    From the process's cache when it knows the device, else from the database.
+    Noted in the process's cache; ``(0, 0.0)`` when the device has none yet.
     """
-    known = ctx.versions.get(device_id)
-    if known is not None:
-        return known
     state = ctx.store.get_desired_state(device_id)
     if state is None:
         return 0, 0.0

@@ -48,7 +48,7 @@ async def _desired(ctx: ServerContext, device_id: str) -> tuple[int, float]:
     """The device's newest ``(version, expires_at)``: from memory, else from the database."""
     known = ctx.versions.get(device_id)
     if known is None:
-        known = await run_in_threadpool(devices.desired_version, ctx, device_id)
+        known = await run_in_threadpool(devices.load_desired_version, ctx, device_id)
     return known
 
 
