@@ -39,10 +39,14 @@ __all__ = [
     "Heartbeat",
     "HeartbeatAck",
     "Inventory",
+    "MaintenanceWindow",
+    "ShadowComparison",
+    "ShadowSpec",
     "Signature",
     "SignedDesiredState",
     "TelemetryBatch",
     "TelemetryWindow",
+    "UpdatePolicy",
 ]
 
 API_PREFIX = "/api/device/v1"
@@ -109,6 +113,9 @@ class Heartbeat(_Body):
     inventory: Inventory
     state: str = Field(default="idle", max_length=64, description="The agent's reconcile state.")
     desired_version: int = Field(default=0, ge=0, description="Last desired-state version applied.")
+    held_since: float | None = Field(
+        default=None, description="When local software took the update hold, if it holds it."
+    )
 
 
 class HeartbeatAck(_Body):
@@ -129,6 +136,42 @@ class DesiredModel(_Body):
     length: int = Field(ge=1)
 
 
+class ShadowSpec(_Body):
+    """A candidate model to run beside the active one on sampled live inputs.
+
+    The shadow never answers a request: the agent runs it off the request path on a
+    ``sample_rate`` share of the inputs the active model served, compares the two outputs, and
+    reports the comparison in ``role="shadow"`` telemetry windows.
+    """
+
+    model: DesiredModel
+    sample_rate: float = Field(
+        gt=0.0, le=1.0, description="Share of live inferences also run on the shadow model."
+    )
+
+
+class MaintenanceWindow(_Body):
+    """When a device may activate a new model: a cron start time (UTC) and a duration."""
+
+    cron: str = Field(
+        max_length=200,
+        description="Five-field cron expression (minute hour day-of-month month day-of-week), UTC.",
+    )
+    duration_s: float = Field(gt=0, description="How long the window stays open after a start.")
+
+
+class UpdatePolicy(_Body):
+    """How a device may update: maintenance windows and a daily download budget.
+
+    With ``windows``, a device downloads and verifies ahead but activates only inside one of
+    them. With ``daily_download_bytes``, model downloads stop for the (UTC) day once that
+    many bytes were fetched, and resume the next day where they stopped.
+    """
+
+    windows: list[MaintenanceWindow] = Field(default_factory=list, max_length=32)
+    daily_download_bytes: int | None = Field(default=None, ge=1)
+
+
 class DesiredState(_Body):
     """What one device should run, signed by the server (Uptane's director role, simplified)."""
 
@@ -137,6 +180,12 @@ class DesiredState(_Body):
     issued_at: float
     expires_at: float
     model: DesiredModel | None = None
+    shadow: ShadowSpec | None = Field(
+        default=None, description="A candidate to run in shadow beside ``model``."
+    )
+    policy: UpdatePolicy | None = Field(
+        default=None, description="Maintenance windows and download budget for this device."
+    )
 
 
 class Signature(_Body):
@@ -166,6 +215,12 @@ EventKind = Literal[
     "activated",
     "health_passed",
     "rolled_back",
+    "deferred",
+    "held",
+    "hold_released",
+    "hold_overdue",
+    "shadow_started",
+    "shadow_stopped",
     "telemetry_dropped",
     "error",
 ]
@@ -190,8 +245,24 @@ class EventBatch(_Body):
     events: list[Event] = Field(max_length=1000)
 
 
+class ShadowComparison(_Body):
+    """How a shadow model's outputs compared with the active model's on the same inputs."""
+
+    active_version: str = Field(description="The active model version it was compared with.")
+    compared: int = Field(ge=0, description="Samples both models scored.")
+    disagreed: int = Field(ge=0, description="Samples whose top-1 class (or comparison) differs.")
+    confidence_delta_sum: float = Field(
+        default=0.0, description="Sum over samples of shadow minus active (calibrated) confidence."
+    )
+
+
 class TelemetryWindow(_Body):
-    """One model version's telemetry over one time window (idempotent by ``window_id``)."""
+    """One model version's telemetry over one time window (idempotent by ``window_id``).
+
+    ``role="shadow"`` windows describe a shadow model: its own latency and confidence on the
+    sampled inputs, and in ``shadow`` its comparison with the active model. Confidence values
+    are calibrated (temperature scaling from the release) when the release carries one.
+    """
 
     window_id: str = Field(min_length=8, max_length=64)
     model: str
@@ -201,6 +272,8 @@ class TelemetryWindow(_Body):
     snapshot: dict[str, Any] = Field(description="TelemetrySnapshot.to_dict() of the window.")
     swaps: int = Field(default=0, ge=0)
     rollbacks: int = Field(default=0, ge=0)
+    role: Literal["active", "shadow"] = "active"
+    shadow: ShadowComparison | None = None
 
 
 class TelemetryBatch(_Body):
