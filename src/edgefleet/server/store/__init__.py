@@ -17,6 +17,8 @@ from edgefleet.server.store.rows import (
     ModelVersionRow,
     OperatorTokenRow,
     ReleaseRow,
+    RolloutEventRow,
+    RolloutRow,
     TelemetryBatchRow,
     TelemetryRow,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "ModelVersionRow",
     "OperatorTokenRow",
     "ReleaseRow",
+    "RolloutEventRow",
+    "RolloutRow",
     "Store",
     "TelemetryBatchRow",
     "TelemetryRow",

@@ -20,7 +20,12 @@ class DesiredStateStore(StoreBase):
     """Desired states."""
 
     def set_desired_state(
-        self, device_id: str, model: dict[str, Any] | None, now: float, expires_at: float
+        self,
+        device_id: str,
+        model: dict[str, Any] | None,
+        now: float,
+        expires_at: float,
+        shadow: dict[str, Any] | None = None,
     ) -> int:
         """Give ``device_id`` a new desired state; return its version (one more than before).
 
@@ -35,13 +40,15 @@ class DesiredStateStore(StoreBase):
             The issue time.
         expires_at
             When the signed desired state expires.
+        shadow
+            A :class:`edgefleet.protocol.v1.ShadowSpec` as a dict, or None.
 
         Raises
         ------
         NotFoundError
             No device ``device_id``.
         """
-        return self.set_desired_states([device_id], model, now, expires_at)[device_id]
+        return self.set_desired_states([device_id], model, now, expires_at, shadow)[device_id]
 
     def set_desired_states(
         self,
@@ -49,6 +56,7 @@ class DesiredStateStore(StoreBase):
         model: dict[str, Any] | None,
         now: float,
         expires_at: float,
+        shadow: dict[str, Any] | None = None,
     ) -> dict[str, int]:
         """Give every device of ``device_ids`` the same desired model, in one transaction.
 
@@ -82,6 +90,7 @@ class DesiredStateStore(StoreBase):
                 set_={
                     "version": upsert.excluded.version,
                     "model": upsert.excluded.model,
+                    "shadow": upsert.excluded.shadow,
                     "issued_at": upsert.excluded.issued_at,
                     "expires_at": upsert.excluded.expires_at,
                 },
@@ -93,6 +102,7 @@ class DesiredStateStore(StoreBase):
                         "device_id": device_id,
                         "version": version,
                         "model": model,
+                        "shadow": shadow,
                         "issued_at": now,
                         "expires_at": expires_at,
                     }
@@ -139,7 +149,26 @@ class DesiredStateStore(StoreBase):
             model=None if row.model is None else dict(row.model),
             issued_at=row.issued_at,
             expires_at=row.expires_at,
+            shadow=None if row.shadow is None else dict(row.shadow),
         )
+
+    def list_desired_states(self, device_ids: Sequence[str]) -> dict[str, DesiredStateRow]:
+        """Device id -> newest desired state, for those of ``device_ids`` that have one."""
+        table = schema.desired_states
+        out: dict[str, DesiredStateRow] = {}
+        with self._read() as connection:
+            for chunk in chunks(sorted(set(device_ids)), CHUNK):
+                query = sa.select(table).where(table.c.device_id.in_(chunk))
+                for row in connection.execute(query):
+                    out[row.device_id] = DesiredStateRow(
+                        device_id=row.device_id,
+                        version=row.version,
+                        model=None if row.model is None else dict(row.model),
+                        issued_at=row.issued_at,
+                        expires_at=row.expires_at,
+                        shadow=None if row.shadow is None else dict(row.shadow),
+                    )
+        return out
 
     def desired_state_versions(
         self, issued_after: float | None = None

@@ -98,3 +98,19 @@ class EventStore(StoreBase):
         with self._read() as connection:
             rows = connection.execute(query).all()
         return [_row(row) for row in rows]
+
+    def find_events(self, *, kind: str, model: str, version: str, since: float) -> list[EventRow]:
+        """Events of one kind about ``model@version`` at or after ``since``, oldest first."""
+        table = schema.events
+        query = (
+            sa.select(table)
+            .where(
+                table.c.kind == kind,
+                table.c.model == model,
+                table.c.version == version,
+                table.c.at >= since,
+            )
+            .order_by(table.c.at, table.c.id)
+        )
+        with self._read() as connection:
+            return [_row(row) for row in connection.execute(query)]

@@ -18,6 +18,8 @@ __all__ = [
     "ModelVersionRow",
     "OperatorTokenRow",
     "ReleaseRow",
+    "RolloutEventRow",
+    "RolloutRow",
     "TelemetryBatchRow",
     "TelemetryRow",
 ]
@@ -131,6 +133,7 @@ class DesiredStateRow:
     model: dict[str, Any] | None
     issued_at: float
     expires_at: float
+    shadow: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -164,3 +167,42 @@ class TelemetryRow:
     swaps: int
     rollbacks: int
     received_at: float
+    role: str = "active"
+    shadow: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RolloutRow:
+    """A rollout or A/B experiment and where it stands.
+
+    ``candidate`` and ``previous`` are desired-model payloads (the release the rollout brings,
+    and the one it started from). ``plan`` is the plan as JSON; ``status`` the last evaluation
+    (gate values, counts); ``revision`` grows with every transition.
+    """
+
+    rollout_id: str
+    kind: str
+    model: str
+    candidate: dict[str, Any]
+    previous: dict[str, Any]
+    selector: dict[str, str]
+    plan: dict[str, Any]
+    state: str
+    stage: int
+    stage_started_at: float
+    status: dict[str, Any]
+    reason: str
+    revision: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class RolloutEventRow:
+    """One entry of a rollout's timeline."""
+
+    id: int
+    rollout_id: str
+    at: float
+    kind: str
+    detail: dict[str, Any]

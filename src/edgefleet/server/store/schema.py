@@ -20,6 +20,8 @@ __all__ = [
     "operator_tokens",
     "release_counters",
     "releases",
+    "rollout_events",
+    "rollouts",
     "settings",
     "telemetry_windows",
     "tuf_metadata",
@@ -89,6 +91,7 @@ desired_states = sa.Table(
     sa.Column("model", sa.JSON(none_as_null=True), nullable=True),
     sa.Column("issued_at", TIME, nullable=False),
     sa.Column("expires_at", TIME, nullable=False),
+    sa.Column("shadow", sa.JSON(none_as_null=True), nullable=True),
 )
 
 model_versions = sa.Table(
@@ -176,6 +179,8 @@ telemetry_windows = sa.Table(
     sa.Column("swaps", sa.Integer(), nullable=False),
     sa.Column("rollbacks", sa.Integer(), nullable=False),
     sa.Column("received_at", TIME, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("shadow", sa.JSON(none_as_null=True), nullable=True),
     sa.UniqueConstraint("device_id", "window_id"),
     sa.Index(None, "device_id", "started_at"),
     sa.Index(None, "model", "version", "started_at"),
@@ -201,4 +206,42 @@ locks = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("expires_at", TIME, nullable=False),
+)
+
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("rollout_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("candidate", sa.JSON(), nullable=False),
+    sa.Column("previous", sa.JSON(), nullable=False),
+    sa.Column("selector", sa.JSON(), nullable=False),
+    sa.Column("plan", sa.JSON(), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("stage", sa.Integer(), nullable=False),
+    sa.Column("stage_started_at", TIME, nullable=False),
+    sa.Column("status", sa.JSON(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("revision", sa.Integer(), nullable=False),
+    sa.Column("created_at", TIME, nullable=False),
+    sa.Column("updated_at", TIME, nullable=False),
+    sa.Index(None, "state"),
+)
+"""Rollouts and A/B experiments. ``revision`` grows with every transition (compare-and-set)."""
+
+rollout_events = sa.Table(
+    "rollout_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column(
+        "rollout_id",
+        sa.String(64),
+        sa.ForeignKey("rollouts.rollout_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("at", TIME, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("detail", sa.JSON(), nullable=False),
+    sa.Index(None, "rollout_id", "at"),
 )

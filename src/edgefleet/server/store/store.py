@@ -16,6 +16,7 @@ from edgefleet.server.store.events import EventStore
 from edgefleet.server.store.locks import LockStore
 from edgefleet.server.store.model_versions import ModelVersionStore
 from edgefleet.server.store.releases import ReleaseStore
+from edgefleet.server.store.rollouts import RolloutStore
 from edgefleet.server.store.settings import SettingStore
 from edgefleet.server.store.telemetry import TelemetryStore
 from edgefleet.server.store.tokens import TokenStore
@@ -30,6 +31,7 @@ class Store(
     DesiredStateStore,
     ModelVersionStore,
     ReleaseStore,
+    RolloutStore,
     EventStore,
     TelemetryStore,
     MetadataStore,

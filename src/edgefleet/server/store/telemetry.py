@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from edgefleet.errors import NotFoundError
 from edgefleet.server.store import schema
-from edgefleet.server.store._base import StoreBase
+from edgefleet.server.store._base import CHUNK, StoreBase, chunks
 from edgefleet.server.store.rows import TelemetryBatchRow, TelemetryRow
 
 __all__ = ["TelemetryStore"]
@@ -32,6 +32,8 @@ def _values(device_id: str, index: int, window: Mapping[str, Any], now: float) -
         "swaps": int(window.get("swaps", 0)),
         "rollbacks": int(window.get("rollbacks", 0)),
         "received_at": now,
+        "role": str(window.get("role", "active")),
+        "shadow": None if window.get("shadow") is None else dict(window["shadow"]),
     }
 
 
@@ -48,6 +50,8 @@ def _row(row: Any) -> TelemetryRow:
         swaps=row.swaps,
         rollbacks=row.rollbacks,
         received_at=row.received_at,
+        role=row.role,
+        shadow=None if row.shadow is None else dict(row.shadow),
     )
 
 
@@ -168,6 +172,7 @@ class TelemetryStore(StoreBase):
         model: str | None = None,
         version: str | None = None,
         since: float | None = None,
+        device_ids: Sequence[str] | None = None,
     ) -> list[TelemetryRow]:
         """Stored windows matching every filter given, oldest first.
 
@@ -177,6 +182,8 @@ class TelemetryStore(StoreBase):
             Only windows of this device, model name, model version.
         since
             Only windows that started at or after this time.
+        device_ids
+            Only windows of these devices.
         """
         table = schema.telemetry_windows
         query = sa.select(table).order_by(table.c.started_at, table.c.id)
@@ -188,6 +195,13 @@ class TelemetryStore(StoreBase):
             query = query.where(table.c.version == version)
         if since is not None:
             query = query.where(table.c.started_at >= since)
+        if device_ids is None:
+            with self._read() as connection:
+                rows = connection.execute(query).all()
+            return [_row(row) for row in rows]
+        found: list[TelemetryRow] = []
         with self._read() as connection:
-            rows = connection.execute(query).all()
-        return [_row(row) for row in rows]
+            for chunk in chunks(sorted(set(device_ids)), CHUNK):
+                part = query.where(table.c.device_id.in_(chunk))
+                found.extend(_row(row) for row in connection.execute(part))
+        return sorted(found, key=lambda row: (row.started_at, row.id))
