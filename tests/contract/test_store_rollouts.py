@@ -62,7 +62,8 @@ def test_a_transition_applies_only_at_the_revision_it_was_decided_on(store: Stor
     with pytest.raises(ConflictError, match="changed meanwhile"):
         store.update_rollout("ro-1", 0, NOW + 6, {"state": "rolled_back"}, [{"kind": "x"}])
     stored = store.get_rollout("ro-1")
-    assert stored is not None and stored.state == "running"
+    assert stored is not None
+    assert stored.state == "running"
     assert [e.kind for e in store.list_rollout_events("ro-1")] == ["started", "advanced"]
 
 
@@ -98,7 +99,8 @@ def test_a_desired_state_carries_its_shadow_and_reads_back_in_bulk(store: Store)
     store.set_desired_states(["dev-2"], PREVIOUS, NOW, NOW + 60)
     states = store.list_desired_states(["dev-1", "dev-2", "dev-3"])
     assert set(states) == {"dev-1", "dev-2"}
-    assert states["dev-1"].shadow == spec and states["dev-2"].shadow is None
+    assert states["dev-1"].shadow == spec
+    assert states["dev-2"].shadow is None
     assert dataclasses.replace(states["dev-1"], shadow=None).model == PREVIOUS
 
 

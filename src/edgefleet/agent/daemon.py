@@ -3,7 +3,8 @@
 Start-up order: the model named in ``state.json`` is loaded and served first, so local apps get
 answers even while the control plane is unreachable; then the device enrols (once) or reuses
 its credential, and the loops start. Threads: the OIP accept loop, telemetry windows and the
-health watch, and (once enrolled) desired-state pulls, heartbeats and uploads.
+health watch, and (once enrolled) desired-state pulls, heartbeats, uploads and the retry of
+deferred activations. The local server also answers the update hold (``/agent/v1/hold``).
 
 Stopping (SIGTERM or SIGINT, see :meth:`Agent.run`): the local server stops accepting and lets
 running requests finish, the open telemetry window goes to the spool, threads are joined (a
@@ -26,11 +27,15 @@ from types import FrameType
 
 from edgefleet.agent._files import remove_temporaries
 from edgefleet.agent.backoff import Backoff
+from edgefleet.agent.budget import DownloadBudget
 from edgefleet.agent.enrollment import StoppedError, ensure_enrolled, stored_credential
+from edgefleet.agent.gate import ActivationGate
 from edgefleet.agent.health import HealthPolicy
+from edgefleet.agent.hold import HOLD_PATH, UpdateHold, hold_route
 from edgefleet.agent.inventory import collect_inventory
 from edgefleet.agent.reporter import EventLog, Uploader, WindowCollector
 from edgefleet.agent.settings import AgentSettings
+from edgefleet.agent.shadow import ShadowManager
 from edgefleet.agent.spool import Spool
 from edgefleet.agent.state import RunMarker, StateStore
 from edgefleet.agent.sync import ControlLoops
@@ -81,6 +86,8 @@ class Agent:
         self.device_id: str | None = None
         self._threads: list[threading.Thread] = []
         self._wake: Callable[[], None] = lambda: None
+        self.activate = threading.Event()  # set: retry a deferred activation now
+        self.shadow: ShadowManager | None = None
         self._spool_lock = threading.Lock()
         self._marker = RunMarker(settings.data_dir / "agent.running")
         self._server: HTTPServer | None = None
@@ -139,6 +146,10 @@ class Agent:
         self._spool = spool = Spool(s.spool_path, budget_bytes=s.spool_budget_bytes)
         self.events = EventLog(spool, self._spool_lock)
         self.collector = WindowCollector(spool, self._spool_lock)
+        self.hold = UpdateHold(
+            s.hold_path, self.events, max_s=s.hold_max_s, on_release=self.activate.set
+        )
+        self.budget = DownloadBudget(s.budget_path)
         self.updater = Updater(
             repository=self.repository,
             store=StateStore(s.state_path),
@@ -149,11 +160,26 @@ class Agent:
             load_options=s.load_options(),
             retry_base_s=s.retry_failed_s,
             retry_max_s=s.backoff_max_s,
+            gate=ActivationGate(self.hold),
+            budget=self.budget,
         )
         self.updater.restore(crashed=crashed)
+        self.shadow = ShadowManager(
+            repository=self.repository,
+            updater=self.updater,
+            models_dir=s.models_dir,
+            events=self.events,
+            spool=spool,
+            spool_lock=self._spool_lock,
+            load_options=s.load_options(),
+        )
         try:
             self._server, self._service = make_server(
-                self.repository, s.serve_host, s.serve_port, max_body_bytes=s.max_body_bytes
+                self.repository,
+                s.serve_host,
+                s.serve_port,
+                max_body_bytes=s.max_body_bytes,
+                routes={HOLD_PATH: hold_route(self.hold)},
             )
         except OSError as exc:
             raise BindError(f"cannot listen on {s.serve}: {exc.strerror or exc}") from exc
@@ -166,6 +192,7 @@ class Agent:
     def stop(self) -> None:
         """Stop gracefully (idempotent): drain requests, spool the open window, close files."""
         self.stop_event.set()
+        self.activate.set()
         if self._service is not None:
             self._service.ready = False
         if self._server is not None:
@@ -180,6 +207,8 @@ class Agent:
             log.info("not waiting for %s", ", ".join(alive))
         if self._spool is not None:
             try:  # the open window goes to the spool, to be uploaded after the next start
+                if self.shadow is not None:
+                    self.shadow.stop("the agent stops")
                 self.collector.close_window()
             except Exception:
                 log.exception("cannot spool the last telemetry window")
@@ -243,9 +272,12 @@ class Agent:
         while not self.stop_event.wait(tick):
             try:
                 self.updater.check_health()
+                self.hold.check_overdue()
                 if time.monotonic() >= next_window:
                     next_window = time.monotonic() + window_s
                     self.collector.close_window()
+                    if self.shadow is not None:
+                        self.shadow.close_window()
             except Exception as exc:  # keep serving and recording; report the bug
                 log.exception("telemetry loop")
                 self.events.emit("error", ok=False, detail=f"telemetry loop: {exc!r}")
@@ -276,7 +308,12 @@ class Agent:
             max_request_bytes=s.max_request_bytes,
         )
         trust = AgentTrust(
-            s.trust_dir, s.models_dir, s.downloads_dir, uplink.base_url, uplink.client
+            s.trust_dir,
+            s.models_dir,
+            s.downloads_dir,
+            uplink.base_url,
+            uplink.client,
+            budget=self.budget,
         )
         assert self._spool is not None
         self.loops = loops = ControlLoops(
@@ -292,8 +329,12 @@ class Agent:
             heartbeat_interval_s=s.heartbeat_interval_s,
             upload_interval_s=s.upload_interval_s,
             backoff=self._backoff,
+            shadow=self.shadow,
+            held_since=lambda: self.hold.held_since,
+            wake=self.activate,
         )
         self._thread("edgefleet-heartbeat", loops.run_heartbeats)
+        self._thread("edgefleet-activate", loops.run_activations)
         self._thread("edgefleet-upload", loops.run_uploads)
         loops.run_desired_state()
 

@@ -25,6 +25,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient.fetcher import FetcherInterface
 
 from edgefleet.agent._files import fsync_dir
+from edgefleet.agent.budget import DownloadBudget
 from edgefleet.errors import UplinkError, VerificationError
 
 __all__ = ["EventCallback", "HttpxFetcher", "fetch_target"]
@@ -84,15 +85,30 @@ def _matches(path: Path, info: TargetFile) -> bool:
 
 
 def _receive(
-    client: httpx.Client, url: str, part: Path, info: TargetFile, offset: int
+    client: httpx.Client,
+    url: str,
+    part: Path,
+    info: TargetFile,
+    offset: int,
+    budget: DownloadBudget | None = None,
 ) -> int | None:
-    """GET ``url`` into ``part`` from ``offset``; the bytes now in ``part``, None if 416."""
+    """GET ``url`` into ``part`` from ``offset``; the bytes now in ``part``, None if 416.
+
+    With a ``budget``, at most its remaining bytes are asked for (``Range`` with an end) and
+    written, and what was written is counted in it.
+    """
+    allowed = budget.remaining() if budget is not None else None
+    if allowed == 0:
+        return offset
     headers = {"Range": f"bytes={offset}-"} if offset else {}
+    if allowed is not None and offset + allowed < info.length:
+        headers = {"Range": f"bytes={offset}-{offset + allowed - 1}"}
+    ranged = bool(headers)
     with client.stream("GET", url, headers=headers) as response:
         if response.status_code == 416 and offset:
             part.unlink(missing_ok=True)  # our prefix matches nothing the server has
             return None
-        if response.status_code == 206 and offset:
+        if response.status_code == 206 and ranged:
             match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
             if match is None or int(match.group(1)) != offset:
                 raise UplinkError(
@@ -104,18 +120,26 @@ def _receive(
             mode, offset = "wb", 0  # the server ignored the range: start again
         else:
             raise UplinkError(f"GET {url} answered HTTP {response.status_code}")
+        stop_at = info.length if allowed is None else min(info.length, offset + allowed)
+        written = 0
         with open(part, mode) as f:
             try:
                 for chunk in response.iter_bytes():
-                    if offset + len(chunk) > info.length:
-                        f.write(chunk[: info.length - offset])
-                        offset = info.length + 1
+                    if offset + len(chunk) > stop_at:
+                        keep = chunk[: stop_at - offset]
+                        f.write(keep)
+                        written += len(keep)
+                        over = stop_at == info.length  # the server sent more than declared
+                        offset = info.length + 1 if over else stop_at
                         break
                     f.write(chunk)
+                    written += len(chunk)
                     offset += len(chunk)
             finally:
                 f.flush()
                 os.fsync(f.fileno())
+                if budget is not None:
+                    budget.spend(written)
     if offset > info.length:
         part.unlink(missing_ok=True)
         raise VerificationError(
@@ -132,16 +156,20 @@ def fetch_target(
     downloads_dir: Path,
     dest: Path,
     on_event: EventCallback | None = None,
+    budget: DownloadBudget | None = None,
 ) -> Path:
     """Make ``dest`` a verified copy of the target ``info`` describes; return ``dest``.
 
     Reuses ``dest`` when it already verifies; otherwise downloads (resuming a partial file in
-    ``downloads_dir``), verifies length and hashes, fsyncs and renames into ``dest``.
+    ``downloads_dir``), verifies length and hashes, fsyncs and renames into ``dest``. With a
+    ``budget``, the download never goes past what is left of today's budget.
 
     Raises
     ------
     VerificationError
         The bytes do not match the TUF targets metadata (the partial file is discarded).
+    BudgetSpentError
+        Today's download budget is spent (the partial file is kept for the next day).
     UplinkError
         The server could not be reached or answered with an error; a partial file is kept and
         the next call resumes it.
@@ -162,19 +190,23 @@ def fetch_target(
         part.unlink()
         offset = 0
     if offset < info.length:
+        if budget is not None and budget.remaining() == 0:
+            raise budget.spent_error(f"downloading {info.path} (at byte {offset})")
         start = f" from byte {offset}" if offset else ""
         emit("download_started", f"{info.path}: {info.length} bytes{start}")
         try:
-            got = _receive(client, url, part, info, offset)
+            got = _receive(client, url, part, info, offset, budget)
             if got is None:
                 emit("download_started", f"{info.path}: server refused the range; from byte 0")
-                got = _receive(client, url, part, info, 0)
+                got = _receive(client, url, part, info, 0, budget)
             offset = got or 0
         except httpx.HTTPError as exc:
             raise UplinkError(
                 f"downloading {info.path} failed ({type(exc).__name__}: {exc}); "
                 "the partial file is kept and resumed next time"
             ) from exc
+        if offset < info.length and budget is not None and budget.remaining() == 0:
+            raise budget.spent_error(f"downloading {info.path} (at byte {offset})")
         if offset < info.length:
             raise UplinkError(
                 f"downloading {info.path} stopped after {offset} of {info.length} bytes; "

@@ -190,6 +190,12 @@ class AgentSettings(BaseSettings):
     nan_policy: Literal["reject", "allow"] = Field(
         default="reject", description="Refuse floating-point inputs holding NaN or infinity."
     )
+    hold_max_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds an update hold taken by local software may last before the agent "
+        "reports it once as hold_overdue (the hold is still honoured).",
+    )
     shutdown_grace_s: float = Field(
         default=10.0, ge=0, description="How long a stop waits for in-flight requests."
     )
@@ -257,6 +263,16 @@ class AgentSettings(BaseSettings):
     def state_path(self) -> Path:
         """Active and previous model."""
         return self.data_dir / "state.json"
+
+    @property
+    def hold_path(self) -> Path:
+        """The update hold, present while local software holds updates."""
+        return self.data_dir / "hold.json"
+
+    @property
+    def budget_path(self) -> Path:
+        """Model bytes downloaded today (the daily download budget)."""
+        return self.data_dir / "download_budget.json"
 
     @property
     def spool_path(self) -> Path:

@@ -55,6 +55,10 @@ class ModelRecord(_Record):
     release: int = Field(ge=0)
     sha256: str
     path: str = Field(description="Absolute path of the verified file under models/.")
+    temperature: float | None = Field(
+        default=None,
+        description="Calibration temperature from the release (confidence telemetry), if any.",
+    )
 
 
 class FailureRecord(_Record):

@@ -2,6 +2,8 @@
 
 Each loop runs in its own thread, sleeps on the shared stop event (so a stop wakes it at once)
 and retries failures with full-jitter exponential backoff. Only outgoing requests are made.
+A fourth loop (:meth:`ControlLoops.run_activations`) retries a deferred activation about every
+second, and at once when woken (the update hold was released), without a new desired state.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.reporter import EventLog, Uploader
+from edgefleet.agent.shadow import ShadowManager
 from edgefleet.agent.trust import AgentTrust
 from edgefleet.agent.updater import Updater
 from edgefleet.agent.uplink import CredentialRejectedError, Uplink
@@ -75,6 +78,12 @@ class ControlLoops:
         Builds the inventory of a heartbeat.
     stop
         Set when the agent stops.
+    shadow
+        Runs the shadow candidate a desired state names (none: shadows are ignored).
+    held_since
+        When local software took the update hold (``None``: not held), for heartbeats.
+    wake
+        Set to retry a deferred activation at once.
 
     Attributes
     ----------
@@ -99,8 +108,14 @@ class ControlLoops:
         heartbeat_interval_s: float,
         upload_interval_s: float,
         backoff: Callable[[], Backoff],
+        shadow: ShadowManager | None = None,
+        held_since: Callable[[], float | None] = lambda: None,
+        wake: threading.Event | None = None,
     ) -> None:
         self.device_id = device_id
+        self.shadow = shadow
+        self.held_since = held_since
+        self.wake = wake or threading.Event()
         self.uplink = uplink
         self.trust = trust
         self.updater = updater
@@ -167,8 +182,24 @@ class ControlLoops:
             self.desired = desired
         backoff.reset()
         if self.desired is not None:
+            if self.shadow is not None:  # first, so a promotion spools its last window
+                self.shadow.reconcile(self.desired, self.trust)
             self.updater.reconcile(self.desired, self.trust)
         return None
+
+    def run_activations(self, tick_s: float = 0.5) -> None:
+        """Retry a deferred activation every ``tick_s`` and whenever woken, until stopped."""
+        while not self.stop.is_set():
+            self.wake.wait(tick_s)
+            self.wake.clear()
+            if self.stop.is_set():
+                return
+            try:
+                self.updater.retry_deferred()
+            except Exception as exc:  # keep serving; report the bug
+                log.exception("activation loop")
+                self.events.emit("error", ok=False, detail=f"activation loop: {exc!r}")
+                self.stop.wait(1.0)
 
     # -- heartbeats and uploads ---------------------------------------------------------------
 
@@ -194,6 +225,7 @@ class ControlLoops:
                 inventory=self.inventory(),
                 state=self.updater.phase,
                 desired_version=self.updater.state.desired_version,
+                held_since=self.held_since(),
             )
         )
         self.server_desired_version = ack.desired_version

@@ -30,6 +30,7 @@ from tuf.api.metadata import Metadata, Root, TargetFile
 from tuf.ngclient.updater import Updater
 
 from edgefleet.agent._files import write_atomic
+from edgefleet.agent.budget import DownloadBudget
 from edgefleet.agent.download import EventCallback, HttpxFetcher, fetch_target
 from edgefleet.errors import (
     ConfigurationError,
@@ -116,6 +117,8 @@ class AgentTrust:
         The device API, e.g. ``https://host:8443/api/device/v1``.
     client
         Carries the device's credential and TLS settings; used for all HTTP.
+    budget
+        Counts and caps the model bytes downloaded per UTC day (TUF metadata is not counted).
 
     Raises
     ------
@@ -130,8 +133,10 @@ class AgentTrust:
         downloads_dir: Path,
         base_url: str,
         client: httpx.Client,
+        budget: DownloadBudget | None = None,
     ) -> None:
         self._dir = Path(trust_dir)
+        self._budget = budget
         self._models = Path(models_dir)
         self._downloads = Path(downloads_dir)
         self._base = base_url.rstrip("/")
@@ -252,6 +257,8 @@ class AgentTrust:
             Its release is lower than one this device accepted for the model.
         ExpiredError
             TUF metadata has expired.
+        BudgetSpentError
+            Today's download budget is spent (the partial download resumes the next day).
         UplinkError
             The server could not be reached (a partial download resumes next time).
         """
@@ -317,4 +324,4 @@ class AgentTrust:
         directory, sep, basename = info.path.rpartition("/")
         url = f"{self._base}/tuf/targets/{quote(f'{directory}{sep}{sha256}.{basename}')}"
         dest = self._models / f"{sha256}.{suffix}"
-        return fetch_target(self._client, url, info, self._downloads, dest, on_event)
+        return fetch_target(self._client, url, info, self._downloads, dest, on_event, self._budget)

@@ -15,6 +15,12 @@ Order of one update (every step is reported as an :class:`~edgefleet.protocol.v1
 On a failure at any step the current model keeps serving. A desired model that failed is not
 tried again before ``retry_failed_s * 2**(n-1)`` (capped, jittered) unless a new desired-state
 version arrives. A desired state without a model keeps the current one serving.
+
+Between 1 and 2 the :class:`~edgefleet.agent.gate.ActivationGate` may defer the activation (an
+update hold, outside the maintenance windows), and a spent daily download budget defers the
+download itself (``deferred``, once per model and reason). The deferred desired state is tried
+again by :meth:`Updater.retry_deferred` (called about every second, and at once when the hold
+is released), with the verified file kept, so no new desired-state version is needed.
 """
 
 from __future__ import annotations
@@ -24,10 +30,18 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgefleet.agent.checks import load_record, prepare_model, verified_problem
+from edgefleet.agent.budget import BudgetSpentError, DownloadBudget
+from edgefleet.agent.checks import (
+    load_record,
+    prepare_model,
+    release_temperature,
+    verified_problem,
+)
+from edgefleet.agent.gate import ActivationGate, Deferral
 from edgefleet.agent.health import HealthPolicy, HealthVerdict, HealthWatch
 from edgefleet.agent.reporter import EventLog, WindowCollector
 from edgefleet.agent.serving import swap_in
@@ -42,7 +56,7 @@ from edgefleet.errors import (
     UplinkError,
     VerificationError,
 )
-from edgefleet.protocol.v1 import ActiveModel, DesiredModel, DesiredState
+from edgefleet.protocol.v1 import ActiveModel, DesiredModel, DesiredState, UpdatePolicy
 from edgefleet.runtime import ModelRepository, Servable
 
 __all__ = ["ModelSource", "Updater"]
@@ -66,6 +80,14 @@ class ModelSource(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class _Deferred:
+    desired: DesiredState
+    target: DesiredModel
+    source: ModelSource
+    verified: VerifiedModel | None
+
+
 class Updater:
     """Owns the served model: installs desired models, watches them, rolls back.
 
@@ -87,6 +109,10 @@ class Updater:
         Keyword options for :func:`edgefleet.runtime.load` (not ``name`` or ``version``).
     retry_base_s, retry_max_s
         Wait before a failed desired model is tried again: doubles per failure, capped.
+    gate
+        Defers activations (update hold, maintenance windows); none: never deferred.
+    budget
+        The daily download budget; its limit is set from each desired state's policy.
     """
 
     def __init__(
@@ -104,8 +130,12 @@ class Updater:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        gate: ActivationGate | None = None,
+        budget: DownloadBudget | None = None,
     ) -> None:
         self.repository = repository
+        self.gate = gate
+        self.budget = budget
         self.store = store
         self.models_dir = models_dir
         self.events = events
@@ -120,6 +150,9 @@ class Updater:
         self._lock = threading.RLock()
         self._state = AgentState()
         self._watch: HealthWatch | None = None
+        self._apply = threading.Lock()  # one reconcile (or retry) at a time
+        self._deferred: _Deferred | None = None
+        self._deferred_noted: tuple[str, int, str] | None = None
         self.phase = "idle"
 
     # -- what is served -----------------------------------------------------------------------
@@ -178,32 +211,99 @@ class Updater:
 
     # -- applying a desired state ---------------------------------------------------------
 
+    @property
+    def deferred(self) -> DesiredModel | None:
+        """The desired model whose download or activation waits, if one does."""
+        deferred = self._deferred
+        return deferred.target if deferred is not None else None
+
+    def set_policy(self, policy: UpdatePolicy | None) -> None:
+        """Apply a desired state's download budget (``None``: no budget) to later downloads."""
+        if self.budget is not None:
+            self.budget.limit = policy.daily_download_bytes if policy is not None else None
+
     def reconcile(self, desired: DesiredState, source: ModelSource) -> bool:
         """Bring the served model in line with ``desired``; return whether a model was activated.
 
-        Never raises for a failed step: the step is reported and the current model stays.
+        Never raises for a failed step: the step is reported and the current model stays. A
+        deferred download or activation is remembered for :meth:`retry_deferred`.
         """
+        with self._apply:
+            return self._reconcile(desired, source)
+
+    def retry_deferred(self) -> bool:
+        """Try the deferred desired state again (the gate may have opened); return if activated."""
+        deferred = self._deferred
+        if deferred is None:
+            return False
+        with self._apply:
+            if self._deferred is not deferred:  # a reconcile ran meanwhile
+                return False
+            return self._reconcile(deferred.desired, deferred.source)
+
+    def _reconcile(self, desired: DesiredState, source: ModelSource) -> bool:
+        before, self._deferred = self._deferred, None
         with self._lock:
             if desired.version != self._state.desired_version:
                 self._save(self._state.model_copy(update={"desired_version": desired.version}))
             target = desired.model
             if target is None or self._is_active(target, source):
+                self._end_deferral()
                 return False
             failure = self._state.failures.get(_key(desired.version, target.sha256))
             if failure is not None and self.clock() < failure.retry_at:
+                self._end_deferral()
                 return False
-        self.phase = "downloading"
-        try:
-            verified = source.fetch_model(target, on_event=self._on_trust_event(target))
-        except VerificationError as exc:
-            self._fail(desired.version, target, "verification_failed", str(exc))
+        self.set_policy(desired.policy)
+        verified = None
+        if before is not None and (before.target.sha256, before.target.release) == (
+            target.sha256,
+            target.release,
+        ):
+            verified = before.verified  # downloaded and verified ahead: not fetched again
+        if verified is None:
+            self.phase = "downloading"
+            try:
+                if self.budget is not None and self.budget.remaining() == 0:
+                    raise self.budget.spent_error(f"model {target.name} version {target.version}")
+                verified = source.fetch_model(target, on_event=self._on_trust_event(target))
+            except BudgetSpentError as exc:
+                self._defer(desired, target, source, None, Deferral("budget", str(exc)))
+                return False
+            except VerificationError as exc:
+                self._fail(desired.version, target, "verification_failed", str(exc))
+                return False
+            except UplinkError as exc:
+                self._fail(desired.version, target, "error", f"download failed: {exc}")
+                return False
+            finally:
+                self.phase = "watching" if self._watch else "idle"
+        deferral = self.gate.deferral(desired.policy) if self.gate is not None else None
+        if deferral is not None:
+            self._defer(desired, target, source, verified, deferral)
             return False
-        except UplinkError as exc:
-            self._fail(desired.version, target, "error", f"download failed: {exc}")
-            return False
-        finally:
-            self.phase = "watching" if self._watch else "idle"
+        self._end_deferral()
         return self.install(verified, target, desired.version, on_accepted=source.accept_release)
+
+    def _defer(
+        self,
+        desired: DesiredState,
+        target: DesiredModel,
+        source: ModelSource,
+        verified: VerifiedModel | None,
+        deferral: Deferral,
+    ) -> None:
+        self._deferred = _Deferred(desired, target, source, verified)
+        self.phase = "deferred"
+        noted = (target.sha256, target.release, deferral.kind)
+        if noted != self._deferred_noted:  # once per model and reason
+            self._deferred_noted = noted
+            self._report("deferred", target, deferral.detail)
+
+    def _end_deferral(self) -> None:
+        self._deferred_noted = None
+        if self.phase == "deferred":
+            self.phase = "watching" if self._watch else "idle"
 
     def install(
         self,
@@ -388,4 +488,5 @@ def _record(desired: DesiredModel, verified: VerifiedModel) -> ModelRecord:
         release=verified.release,
         sha256=verified.sha256,
         path=str(verified.path.resolve()),
+        temperature=release_temperature(verified.custom),
     )

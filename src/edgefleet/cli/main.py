@@ -16,7 +16,7 @@ import typer
 from pydantic import ValidationError
 
 from edgefleet import __version__
-from edgefleet.cli import fleet
+from edgefleet.cli import fleet, rollout
 from edgefleet.cli.agent import agent_command
 from edgefleet.cli.bench import bench_app
 from edgefleet.cli.server import server_app
@@ -55,6 +55,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(bench_app, name="bench")
 app.add_typer(server_app, name="server")
 fleet.register(app)
+app.add_typer(rollout.rollout_app, name="rollout")
+app.add_typer(rollout.policy_app, name="policy")
 app.command("agent")(agent_command)
 
 

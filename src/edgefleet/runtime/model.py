@@ -22,6 +22,7 @@ from edgefleet.errors import (
     ModelUnavailableError,
 )
 from edgefleet.runtime._runner import SessionRunner
+from edgefleet.runtime.calibrated import CalibratedMaxProbability
 from edgefleet.runtime.dtypes import from_ort
 from edgefleet.runtime.options import LoadOptions, resolve_providers
 from edgefleet.runtime.spec import Dim, TensorSpec
@@ -149,9 +150,17 @@ class Model:
                 and isinstance(last, int)
                 and last > 1
             ):
+                temperature = self.options.calibration_temperature
+                if temperature is not None:  # computed per call, on the call's own rows
+                    return CalibratedMaxProbability(spec.name, temperature), None
                 # Rows of a (batch, classes) output are buffered and reduced in batches.
                 return MaxProbability(spec.name), last if len(spec.shape) == 2 else None
         return None, None
+
+    def confidence_of(self, outputs: Mapping[str, NDArray[Any]]) -> NDArray[np.floating] | None:
+        """Per-sample confidence of ``outputs`` as telemetry records it (``None``: none)."""
+        extractor = self.telemetry.extractor
+        return None if extractor is None else extractor(outputs)
 
     def _warmup(self) -> None:
         feeds: dict[str, NDArray[Any]] = {}

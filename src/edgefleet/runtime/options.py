@@ -12,6 +12,7 @@ from typing import Any, Literal
 import onnxruntime as ort
 
 from edgefleet.errors import ConfigurationError
+from edgefleet.runtime.calibrated import check_temperature
 from edgefleet.telemetry import ConfidenceExtractor
 
 __all__ = ["PREFERRED_PROVIDERS", "LoadOptions", "parse_providers", "resolve_providers"]
@@ -66,6 +67,9 @@ class LoadOptions:
     confidence: ConfidenceExtractor | Literal["auto"] | None = "auto"
     """Per-sample confidence for telemetry: ``"auto"`` takes the maximum probability of a
     softmax classifier output, ``None`` records none, or any extractor."""
+    calibration_temperature: float | None = None
+    """Temperature scaling for the ``"auto"`` confidence: record the maximum of
+    ``softmax(log(p) / T)`` instead of the raw maximum probability (``None``: raw)."""
     warmup: bool = True
     """Run one inference on zeros at load time so the slow first run is not a user's."""
 
@@ -103,6 +107,8 @@ class LoadOptions:
             not isinstance(self.providers, tuple) or not self.providers
         ):
             raise ConfigurationError("providers must be 'auto' or a non-empty list of names")
+        if self.calibration_temperature is not None:
+            check_temperature(self.calibration_temperature)
         if not (
             self.confidence in ("auto", None) or isinstance(self.confidence, ConfidenceExtractor)
         ):

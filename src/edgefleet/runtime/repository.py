@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,14 @@ from edgefleet.errors import ModelNotFoundError, ModelUnavailableError
 from edgefleet.runtime.model import load
 from edgefleet.runtime.servable import Servable
 
-__all__ = ["ModelRepository"]
+__all__ = ["ModelRepository", "Tap"]
+
+log = logging.getLogger(__name__)
 
 _RETRIES = 5
+
+Tap = Callable[[Servable, Mapping[str, NDArray[Any]], dict[str, NDArray[Any]]], None]
+"""``tap(servable, feeds, outputs)``: sees each call a servable answered, on the caller's thread."""
 
 
 class ModelRepository:
@@ -39,6 +45,7 @@ class ModelRepository:
 
     def __init__(self) -> None:
         self._models: dict[str, Servable] = {}
+        self._taps: dict[str, Tap] = {}
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -87,6 +94,19 @@ class ModelRepository:
             raise ModelNotFoundError(f"no model named {name!r}")
         old.close(drain_timeout)
 
+    def set_tap(self, name: str, tap: Tap | None) -> None:
+        """Let ``tap`` see every successful :meth:`predict` on ``name`` (``None`` removes it).
+
+        The tap runs on the request's thread after the answer was computed, so it must only
+        hand work off (e.g. to a bounded queue); whatever it raises is logged and ignored, and
+        the caller gets its answer unchanged. The tap stays across swaps of the name.
+        """
+        with self._lock:
+            if tap is None:
+                self._taps.pop(name, None)
+            else:
+                self._taps[name] = tap
+
     def predict(
         self, name: str, feeds: Mapping[str, NDArray[Any]], version: str | None = None
     ) -> dict[str, NDArray[Any]]:
@@ -94,10 +114,18 @@ class ModelRepository:
         for _ in range(_RETRIES):
             servable = self.get(name, version)
             try:
-                return servable.predict(feeds)
+                outputs = servable.predict(feeds)
             except ModelUnavailableError:
                 if self._models.get(name) is servable:
                     raise  # closed without a replacement: a real outage, not a swap
+                continue
+            tap = self._taps.get(name)
+            if tap is not None:
+                try:
+                    tap(servable, feeds, outputs)
+                except Exception:  # an observer never changes an answer
+                    log.exception("tap on %r failed", name)
+            return outputs
         raise ModelUnavailableError(f"model {name!r} kept changing during the call; try again")
 
     def close(self, *, drain_timeout: float = 30.0) -> None:

@@ -19,16 +19,21 @@ from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.api.limits import BodyLimit
 from edgefleet.server.api.operator import OPERATOR_PREFIX
 from edgefleet.server.api.operator import router as operator_router
+from edgefleet.server.api.rollouts import router as rollouts_router
 from edgefleet.server.context import ServerContext
 from edgefleet.server.registry.artifacts import ArtifactStore
 from edgefleet.server.registry.keys import ExpirySettings, RepositoryKeys
 from edgefleet.server.registry.tuf_repo import TufRepository
+from edgefleet.server.services import rollout_eval
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.store import open_store
 
 __all__ = ["DIRECTOR_KEY", "build_context", "create_app", "expiry_settings"]
 
 log = logging.getLogger("edgefleet.server")
+
+_ROLLOUTS = "rollout-evaluator"
+"""The lease that lets one server process at a time evaluate rollouts."""
 DIRECTOR_KEY = "director.key"
 
 
@@ -82,6 +87,20 @@ async def _resign_loop(ctx: ServerContext) -> None:
         await asyncio.sleep(interval)
 
 
+async def _rollout_loop(ctx: ServerContext) -> None:
+    """Evaluate running rollouts; one server process at a time (a lease) does it."""
+    interval = ctx.settings.rollout_eval_s
+    lease = max(3 * interval, 30.0)
+    while True:
+        try:
+            now = time.time()
+            if await run_in_threadpool(ctx.store.try_lock, _ROLLOUTS, ctx.instance, lease, now):
+                await run_in_threadpool(rollout_eval.evaluate_all, ctx)
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("evaluating rollouts failed")
+        await asyncio.sleep(interval)
+
+
 async def _refresh_loop(ctx: ServerContext) -> None:
     """Keep the desired-version cache current with other server processes' writes."""
     interval = ctx.settings.desired_state_refresh_s
@@ -128,6 +147,7 @@ def create_app(
             asyncio.create_task(_resign_loop(context)),
             asyncio.create_task(_refresh_loop(context)),
             asyncio.create_task(_flush_loop(context)),
+            asyncio.create_task(_rollout_loop(context)),
         ]
         if on_ready is not None:
             on_ready()
@@ -143,8 +163,9 @@ def create_app(
                 await run_in_threadpool(context.heartbeats.flush)
             except Exception:
                 log.exception("storing the last heartbeats at shutdown failed")
-            with contextlib.suppress(Exception):
-                context.store.release_lock("resign", context.instance)
+            for lock in ("resign", _ROLLOUTS):
+                with contextlib.suppress(Exception):
+                    context.store.release_lock(lock, context.instance)
             if own:
                 context.store.close()
 
@@ -160,6 +181,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(device_v1.router)
     app.include_router(operator_router)
+    app.include_router(rollouts_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -83,6 +83,12 @@ class ServerSettings(BaseSettings):
     device_offline_after_s: float = Field(
         default=60.0, gt=0, description="A device with no heartbeat for this long is offline."
     )
+    rollout_eval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often running rollouts are evaluated (each gate also has its own "
+        "interval); one server process at a time does it.",
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from edgefleet.server.registry.keys import RepositoryKeys
 from tests.unit.agent.loopback import LoopbackControlPlane
+from tests.unit.agent.rig import Rig, close_rig, make_rig
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +36,10 @@ def control_plane(repository_keys: RepositoryKeys) -> Iterator[LoopbackControlPl
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "agent"
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    made = make_rig(tmp_path)
+    yield made
+    close_rig(made)

@@ -32,8 +32,10 @@ from edgefleet.protocol.v1 import (
     EventBatch,
     Heartbeat,
     HeartbeatAck,
+    ShadowSpec,
     TelemetryBatch,
     TelemetryWindow,
+    UpdatePolicy,
 )
 from edgefleet.runtime.oip.http import HTTPServer, Request, Response
 from edgefleet.server.registry.keys import RepositoryKeys
@@ -120,7 +122,14 @@ class LoopbackControlPlane:
             length=len(data),
         )
 
-    def set_desired(self, device_id: str, model: DesiredModel | None) -> DesiredState:
+    def set_desired(
+        self,
+        device_id: str,
+        model: DesiredModel | None,
+        *,
+        shadow: ShadowSpec | None = None,
+        policy: UpdatePolicy | None = None,
+    ) -> DesiredState:
         """Give the device a new desired-state version and wake its long poll."""
         with self._changed:
             before = self._desired.get(device_id)
@@ -131,6 +140,8 @@ class LoopbackControlPlane:
                 issued_at=now,
                 expires_at=now + 3600,
                 model=model,
+                shadow=shadow,
+                policy=policy,
             )
             self._desired[device_id] = state
             self._changed.notify_all()

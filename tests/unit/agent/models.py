@@ -65,6 +65,22 @@ def slow_model(k: float, size: int = 256, rounds: int = 12) -> bytes:
     return _serialise(nodes, [a, factor, zero], "slow")
 
 
+def classifier_model(order: tuple[int, int, int, int] = (0, 1, 2, 3), k: float = 4.0) -> bytes:
+    """``y = softmax(k * x[:, order])``: a four-class classifier (its top-1 is ``order[argmax]``).
+
+    Its ``Softmax`` output is what the runtime's confidence telemetry recognises.
+    """
+    weights = np.zeros((4, 4), dtype=np.float32)
+    for column, row in enumerate(order):
+        weights[row, column] = k
+    w = numpy_helper.from_array(weights, "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=-1),
+    ]
+    return _serialise(nodes, [w], "classifier")
+
+
 def golden(model: bytes, *, wrong: bool = False) -> bytes:
     """Golden inputs and the model's outputs (``case<i>/in|out/<name>``); ``wrong`` spoils them."""
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])

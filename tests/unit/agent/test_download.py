@@ -10,6 +10,7 @@ import pytest
 from tuf.api.exceptions import DownloadHTTPError, DownloadLengthMismatchError
 from tuf.api.metadata import TargetFile
 
+from edgefleet.agent.budget import BudgetSpentError, DownloadBudget
 from edgefleet.agent.download import HttpxFetcher, fetch_target
 from edgefleet.agent.trust import AgentTrust
 from edgefleet.errors import UplinkError, VerificationError
@@ -171,3 +172,79 @@ def test_agent_resumes_an_interrupted_model_download(tmp_path: Path) -> None:
         assert verified.path.read_bytes() == DATA
         assert events == ["download_started", "download_started", "download_finished", "verified"]
         assert [r.range for r in server.target_requests()] == [None, "bytes=6000-"]
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _fetch_within(
+    server: TufTestServer, client: httpx.Client, tmp_path: Path, budget: DownloadBudget
+) -> Path:
+    url = f"{server.base_url}/tuf/targets/models/digits/{SHA}.r1.onnx"
+    dest = tmp_path / "models" / "m.onnx"
+    return fetch_target(client, url, INFO, tmp_path / "downloads", dest, budget=budget)
+
+
+def test_a_daily_budget_stops_the_download_and_the_next_day_resumes_it(
+    server: TufTestServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    clock = Clock(86400.0 * 100 + 60)
+    budget = DownloadBudget(tmp_path / "budget.json", clock=clock)
+    budget.limit = 4000
+    with pytest.raises(BudgetSpentError, match="budget of 4000 bytes is spent"):
+        _fetch_within(server, client, tmp_path, budget)
+    part = tmp_path / "downloads" / f"{SHA}.part"
+    assert part.stat().st_size == 4000  # kept, and never more than the budget
+    with pytest.raises(BudgetSpentError):  # the same day: not even a request
+        _fetch_within(server, client, tmp_path, budget)
+    assert len(server.target_requests()) == 1
+
+    clock.now += 86400
+    restarted = DownloadBudget(tmp_path / "budget.json", clock=clock)
+    restarted.limit = 4000
+    with pytest.raises(BudgetSpentError):
+        _fetch_within(server, client, tmp_path, restarted)
+    assert part.stat().st_size == 8000
+    clock.now += 86400
+    assert _fetch_within(server, client, tmp_path, restarted).read_bytes() == DATA
+    assert [r.range for r in server.target_requests()] == [
+        "bytes=0-3999",
+        "bytes=4000-7999",
+        "bytes=8000-",
+    ]
+    assert restarted.used_today() == len(DATA) - 8000
+
+
+def test_the_budget_survives_a_restart(tmp_path: Path) -> None:
+    clock = Clock(1000.0)
+    budget = DownloadBudget(tmp_path / "budget.json", clock=clock)
+    budget.spend(700)
+    again = DownloadBudget(tmp_path / "budget.json", clock=clock)
+    again.limit = 1000
+    assert again.remaining() == 300
+    clock.now += 86400
+    assert again.remaining() == 1000
+
+
+def test_a_server_ignoring_the_range_end_still_cannot_overrun_the_budget(
+    server: TufTestServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    server.honour_range = False
+    budget = DownloadBudget(tmp_path / "budget.json")
+    budget.limit = 3000
+    with pytest.raises(BudgetSpentError):
+        _fetch_within(server, client, tmp_path, budget)
+    assert (tmp_path / "downloads" / f"{SHA}.part").stat().st_size == 3000
+    assert budget.used_today() == 3000
+
+
+def test_an_unreadable_budget_file_counts_as_spent(tmp_path: Path) -> None:
+    (tmp_path / "budget.json").write_text("garbage")
+    budget = DownloadBudget(tmp_path / "budget.json")
+    budget.limit = 10**9
+    assert budget.remaining() == 0

@@ -1,11 +1,20 @@
 """The Open Inference Protocol (KServe V2) REST server, with the binary tensor extension."""
 
-from edgefleet.runtime.oip.http import HTTPServer
+from collections.abc import Callable, Mapping
+
+from edgefleet.runtime.oip.http import HTTPServer, Request, Response
 from edgefleet.runtime.oip.service import InferenceService
 from edgefleet.runtime.oip.status import error_body
 from edgefleet.runtime.repository import ModelRepository
 
-__all__ = ["HTTPServer", "InferenceService", "ModelRepository", "make_server"]
+__all__ = [
+    "HTTPServer",
+    "InferenceService",
+    "ModelRepository",
+    "Request",
+    "Response",
+    "make_server",
+]
 
 
 def make_server(
@@ -14,8 +23,9 @@ def make_server(
     port: int = 8000,
     *,
     max_body_bytes: int = 64 * 1024 * 1024,
+    routes: Mapping[str, Callable[[Request], Response]] | None = None,
 ) -> tuple[HTTPServer, InferenceService]:
-    """Build (not start) an inference server over ``repository``."""
-    service = InferenceService(repository)
+    """Build (not start) an inference server over ``repository`` (``routes``: extra paths)."""
+    service = InferenceService(repository, routes=routes)
     server = HTTPServer(service, host, port, error_body=error_body, max_body_bytes=max_body_bytes)
     return server, service

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +83,29 @@ def _error(exc: EdgefleetError) -> Response:
 
 
 class InferenceService:
-    """Routes HTTP requests to the Open Inference Protocol handlers."""
+    """Routes HTTP requests to the Open Inference Protocol handlers.
 
-    def __init__(self, repository: ModelRepository, *, server_name: str = "edgefleet") -> None:
+    Parameters
+    ----------
+    repository
+        What is served.
+    server_name
+        Reported by ``GET /v2``.
+    routes
+        Extra exact paths (e.g. ``/agent/v1/hold``) and their handlers, which answer every
+        method themselves; they take precedence over the protocol's routes.
+    """
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        *,
+        server_name: str = "edgefleet",
+        routes: Mapping[str, Callable[[Request], Response]] | None = None,
+    ) -> None:
         self.repository = repository
         self.server_name = server_name
+        self.routes = dict(routes or {})
         self.ready = True
         self._stats: dict[tuple[str, str], _ModelStats] = {}
         self._stats_lock = threading.Lock()
@@ -104,7 +123,10 @@ class InferenceService:
     def __call__(self, request: Request) -> Response:
         """Answer one request."""
         parts = [p for p in request.path.split("/") if p]
+        extra = self.routes.get("/" + "/".join(parts))
         try:
+            if extra is not None:
+                return extra(request)
             return self._route(request, parts)
         except EdgefleetError as exc:
             return _error(exc)

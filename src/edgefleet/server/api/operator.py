@@ -175,6 +175,7 @@ def _telemetry(
     windows = (
         StoredWindow(r.device_id, r.model, r.version, r.snapshot, r.swaps, r.rollbacks)
         for r in rows
+        if r.role == "active"  # shadow windows describe a candidate beside the served model
     )
     merged = summarize(windows, per_device=per_device)
     out = []

@@ -6,11 +6,14 @@ syntax, YAML or JSON, and turns them back into JSON for the store.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 __all__ = [
     "DEFAULT_GATES",
+    "EXPERIMENT_METRICS",
     "ExperimentPlan",
     "Gate",
     "GateMetric",
@@ -104,6 +107,13 @@ class RolloutPlan:
     progress_deadline_s: float = 3600.0
 
 
+EXPERIMENT_METRICS: Mapping[str, bool] = MappingProxyType(
+    {"accuracy_estimate": True, "p99_ms": False, "error_rate": False}
+)
+"""The per-device metrics an A/B experiment can compare, each mapped to whether higher is better:
+``accuracy_estimate`` (mean calibrated confidence), ``p99_ms`` (p99 latency) and ``error_rate``."""
+
+
 @dataclass(frozen=True)
 class ExperimentPlan:
     """A fixed A/B split between the current version (arm A) and a candidate (arm B).
@@ -115,7 +125,7 @@ class ExperimentPlan:
     duration_s
         How long the experiment runs before it is concluded.
     metrics
-        Per-device metrics compared between the arms.
+        Per-device metrics compared between the arms, names from :data:`EXPERIMENT_METRICS`.
     confidence
         Confidence level of the intervals (and ``1 - alpha`` of the tests).
     auto_promote

@@ -14,9 +14,11 @@ from edgefleet.protocol.v1 import (
     EnrollRequest,
     EnrollResponse,
     Heartbeat,
+    ShadowSpec,
     SignedDesiredState,
 )
 from edgefleet.server.context import ServerContext
+from edgefleet.server.services.policies import policy_for
 from edgefleet.server.services.registry import deployment_for
 from edgefleet.server.store.rows import HeartbeatRow
 from edgefleet.server.tokens import hash_token, new_token
@@ -57,8 +59,12 @@ def enroll(ctx: ServerContext, body: EnrollRequest, now: float) -> EnrollRespons
 
 
 def heartbeat(ctx: ServerContext, device_id: str, body: Heartbeat, now: float) -> None:
-    """Record a heartbeat (buffered; stored by the server's next heartbeat flush)."""
+    """Record a heartbeat (buffered; stored by the server's next heartbeat flush).
+
+    The stored inventory also carries ``held_since`` (when local software holds updates).
+    """
     inventory: dict[str, Any] = body.inventory.model_dump(mode="json")
+    inventory["held_since"] = body.held_since
     ctx.heartbeats.add(HeartbeatRow(device_id, inventory, body.state, now))
 
 
@@ -84,8 +90,9 @@ def signed_desired_state(ctx: ServerContext, device_id: str, now: float) -> Sign
     row = ctx.store.get_desired_state(device_id)
     if row is None or needs_reissue(ctx, row.expires_at, now):
         model = row.model if row is not None else None
+        shadow = row.shadow if row is not None else None
         ctx.store.set_desired_state(
-            device_id, model, now, now + ctx.settings.desired_state_expiry_s
+            device_id, model, now, now + ctx.settings.desired_state_expiry_s, shadow
         )
         row = ctx.store.get_desired_state(device_id)
         if row is None:
@@ -97,5 +104,7 @@ def signed_desired_state(ctx: ServerContext, device_id: str, now: float) -> Sign
         issued_at=row.issued_at,
         expires_at=row.expires_at,
         model=DesiredModel.model_validate(row.model) if row.model else None,
+        shadow=ShadowSpec.model_validate(row.shadow) if row.shadow else None,
+        policy=policy_for(ctx, device_id),
     )
     return sign_desired_state(state, ctx.director)

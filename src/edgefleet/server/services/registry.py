@@ -26,7 +26,15 @@ from edgefleet.server.registry.golden import make_golden
 from edgefleet.server.registry.tuf_repo import TargetSpec
 from edgefleet.server.store.rows import ModelVersionRow, ReleaseRow
 
-__all__ = ["DeployResult", "deploy", "deployment_for", "ensure_release", "push_model"]
+__all__ = [
+    "DeployResult",
+    "deploy",
+    "deployment_for",
+    "desired_model",
+    "ensure_release",
+    "push_model",
+    "remember_deployment",
+]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _DEPLOYMENTS = "deployments"
@@ -150,6 +158,10 @@ def ensure_release(
             },
             "golden": golden_target,
         }
+        if row.calibration and "temperature" in row.calibration:
+            # signed with the target (canonical JSON has no floats, so it travels as text):
+            # the agent calibrates its confidence telemetry with it
+            custom["calibration"] = {"temperature": repr(float(row.calibration["temperature"]))}
         specs.append(TargetSpec(target, row.size_bytes, row.sha256, custom))
         ctx.repository.add_targets(specs, now)  # model and golden inputs in one version
         release = ctx.store.add_release(
@@ -190,14 +202,15 @@ def deploy(
     versions = ctx.store.set_desired_states(devices, model, now, expires_at)
     for device_id, issued in versions.items():
         ctx.versions.record(device_id, issued, expires_at)
-    _remember(ctx, selector, model, now)
+    remember_deployment(ctx, selector, model, now)
     ctx.changes.changed()
     return DeployResult(name, version, release.release, selector, devices)
 
 
-def _remember(
+def remember_deployment(
     ctx: ServerContext, selector: dict[str, str], model: dict[str, Any], now: float
 ) -> None:
+    """Make ``model`` the first desired model of devices that enrol later under ``selector``."""
     with ctx.registry_lock:
         deployments = [d for d in _deployments(ctx) if d["selector"] != selector]
         deployments.append({"selector": selector, "model": model, "at": now})
