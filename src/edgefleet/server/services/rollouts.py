@@ -19,7 +19,8 @@ from edgefleet.server.rollout.plan import experiment_to_json, format_stages, pla
 from edgefleet.server.rollout.spec import ExperimentPlan, RolloutPlan
 from edgefleet.server.services import rollout_effects as fx
 from edgefleet.server.services.registry import desired_model, ensure_release
-from edgefleet.server.services.rollout_eval import evaluate, finish_effects
+from edgefleet.server.services.rollout_eval import end, evaluate
+from edgefleet.server.store.rollouts import ACTIVE_STATES
 from edgefleet.server.store.rows import RolloutRow
 
 __all__ = ["command", "start", "status"]
@@ -53,6 +54,12 @@ def start(
         run different versions, or another rollout of ``name`` is active.
     """
     check_labels(selector)
+    for active in ctx.store.list_rollouts(states=ACTIVE_STATES):
+        if active.model == name:  # (the store checks again, atomically, when it creates one)
+            raise ConflictError(
+                f"rollout {active.rollout_id} of model {name} is still active; "
+                "promote, abort or wait for it first"
+            )
     version_row = ctx.store.get_model_version(name, version)
     if version_row is None:
         known = ", ".join(r.version for r in ctx.store.list_model_versions(name)) or "none"
@@ -158,11 +165,7 @@ def command(
             [event],
         )
     state = "completed" if action == "promote" else "aborted"
-    status = dict(row.status, applied=False)
-    done = ctx.store.update_rollout(
-        rollout_id, row.revision, now, {"state": state, "reason": why, "status": status}, [event]
-    )
-    return finish_effects(ctx, done, now)
+    return end(ctx, row, state, why, dict(row.status), event, now)
 
 
 def status(ctx: ServerContext, rollout_id: str, now: float) -> dict[str, Any]:
