@@ -24,7 +24,7 @@ from edgefleet.server.services import rollout_effects as fx
 from edgefleet.server.services.registry import remember_deployment
 from edgefleet.server.store.rows import RolloutRow
 
-__all__ = ["evaluate", "evaluate_all", "finish_effects"]
+__all__ = ["end", "evaluate", "evaluate_all", "finish_effects"]
 
 log = logging.getLogger(__name__)
 
@@ -183,15 +183,8 @@ def _evaluate_rollout(
             [{"kind": "paused", "reason": decision.reason, "gates": gate_values}],
         )
     state = "completed" if decision.action == "complete" else "rolled_back"
-    status["applied"] = False
-    done = ctx.store.update_rollout(
-        row.rollout_id,
-        row.revision,
-        now,
-        {"state": state, "reason": decision.reason, "status": status},
-        [{"kind": state, "reason": decision.reason, "gates": gate_values}],
-    )
-    return finish_effects(ctx, done, now)
+    event = {"kind": state, "reason": decision.reason, "gates": gate_values}
+    return end(ctx, row, state, decision.reason, status, event, now)
 
 
 def _baseline(row: RolloutRow, live: dict[str, CohortMetrics]) -> dict[str, Reference]:
@@ -201,6 +194,21 @@ def _baseline(row: RolloutRow, live: dict[str, CohortMetrics]) -> dict[str, Refe
         if metrics.devices:
             stored[hw] = metrics.reference()
     return stored
+
+
+def end(
+    ctx: ServerContext,
+    row: RolloutRow,
+    state: str,
+    reason: str,
+    status: dict[str, Any],
+    event: dict[str, Any],
+    now: float,
+) -> RolloutRow:
+    """Store a terminal ``state`` (marked not yet applied), then apply it to the devices."""
+    changes = {"state": state, "reason": reason, "status": {**status, "applied": False}}
+    done = ctx.store.update_rollout(row.rollout_id, row.revision, now, changes, [event])
+    return finish_effects(ctx, done, now)
 
 
 def finish_effects(ctx: ServerContext, row: RolloutRow, now: float) -> RolloutRow:
@@ -266,15 +274,8 @@ def _evaluate_experiment(
         return ctx.store.update_rollout(row.rollout_id, row.revision, now, {"status": status})
     if plan.auto_promote and advice.verdict in ("promote_b", "keep_a"):
         state = "completed" if advice.verdict == "promote_b" else "rolled_back"
-        status["applied"] = False
-        done = ctx.store.update_rollout(
-            row.rollout_id,
-            row.revision,
-            now,
-            {"state": state, "reason": advice.reason, "status": status},
-            [{"kind": state, "reason": f"experiment ended: {advice.reason}"}],
-        )
-        return finish_effects(ctx, done, now)
+        event = {"kind": state, "reason": f"experiment ended: {advice.reason}"}
+        return end(ctx, row, state, advice.reason, status, event, now)
     return ctx.store.update_rollout(
         row.rollout_id,
         row.revision,
