@@ -198,13 +198,15 @@ class Agent:
         if self._server is not None:
             self._server.shutdown(self.settings.shutdown_grace_s)
         if self._uplink is not None:
-            self._uplink.close()  # ends a long poll in flight
+            self._uplink.interrupt()  # ends a long poll in flight
         deadline = time.monotonic() + _JOIN_S
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
         if alive:
             log.info("not waiting for %s", ", ".join(alive))
+        if self._uplink is not None:
+            self._uplink.close()  # after the threads, so no request is cut off mid-flight
         if self._spool is not None:
             try:  # the open window goes to the spool, to be uploaded after the next start
                 if self.shadow is not None:

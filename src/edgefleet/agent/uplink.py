@@ -125,15 +125,25 @@ class Uplink:
         headers = {"User-Agent": f"edgefleet-agent/{__version__}"}
         if credential is not None:
             headers["Authorization"] = f"Bearer {credential}"
+        verify = tls_context(ca_file)
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self.client = httpx.Client(
-            verify=tls_context(ca_file),
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            headers=headers,
-            follow_redirects=False,
+            verify=verify, timeout=timeout, headers=headers, follow_redirects=False
+        )
+        # Long polls get a pool of their own: closing it ends a poll in flight at once, and
+        # a pool closed under a request can orphan that request's connection, which must not
+        # happen to the heartbeat or upload sharing ``client``.
+        self._poll_client = httpx.Client(
+            verify=verify, timeout=timeout, headers=headers, follow_redirects=False
         )
 
+    def interrupt(self) -> None:
+        """End a long poll in flight (the agent is stopping); other requests finish normally."""
+        self._poll_client.close()
+
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close both connection pools (once no thread uses them)."""
+        self._poll_client.close()
         self.client.close()
 
     def __enter__(self) -> Uplink:
@@ -171,6 +181,7 @@ class Uplink:
             headers=headers,
             params=params,
             timeout=self.timeout_s + wait_s,
+            client=self._poll_client if wait_s > 0 else self.client,
         )
         if response.status_code in (204, 304):
             return None
@@ -197,6 +208,7 @@ class Uplink:
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
         timeout: float | None = None,
+        client: httpx.Client | None = None,
     ) -> httpx.Response:
         content = None
         all_headers = dict(headers or {})
@@ -210,7 +222,7 @@ class Uplink:
             all_headers["Content-Type"] = "application/json"
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
-            response = self.client.request(
+            response = (client or self.client).request(
                 method,
                 self.base_url + path,
                 content=content,
