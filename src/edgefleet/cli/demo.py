@@ -3,8 +3,9 @@
 At this stage: build the demo models from code, serve the digit classifier and the
 digit-reader pipeline with ``edgefleet serve`` (real subprocesses), send real requests over the
 Open Inference Protocol, print latency percentiles, throughput and accuracy, then measure the
-digit classifier with ``edgefleet bench`` on this device and behind an emulated cloud link, and
-finally run a control plane with three agents, deploy the model and print fleet-merged telemetry.
+digit classifier with ``edgefleet bench`` on this device and behind an emulated cloud link, run
+a control plane with three agents, deploy an early build of the model and print fleet-merged
+telemetry, and finally roll out a better build in stages and catch and roll back a worse one.
 """
 
 from __future__ import annotations
@@ -177,7 +178,12 @@ def run_demo(workdir: Path, *, seconds: float = 3.0, say: Say = print) -> None:
 
     from edgefleet.cli.demo_fleet import run_fleet_demo
 
-    run_fleet_demo(workdir, models_dir / "digits.onnx", data, seconds, say)
+    fleet_models = {
+        "first": models_dir / "digits-3-epochs.onnx",
+        "better": models_dir / "digits.onnx",
+        "worse": models_dir / "digits-1-epoch.onnx",
+    }
+    run_fleet_demo(workdir, fleet_models, data, seconds, say)
     say(f"\nDone. Models, server logs and the benchmark report are in {workdir}.")
 
 

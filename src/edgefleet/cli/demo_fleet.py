@@ -1,5 +1,7 @@
 """Step 5 of ``edgefleet demo``: a control plane and three agents, all real processes.
 
+Step 6 (:mod:`edgefleet.cli.demo_rollout`) then runs rollouts on the same fleet.
+
 Push the digit classifier (validated, calibrated, with golden inputs), deploy it to every
 device, wait until each agent has verified, smoke-tested and activated it, send inferences to
 each agent's local OIP endpoint, and print the fleet-merged percentiles the server computed from
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefleet.cli.demo_rollout import SERVER_ENV, run_rollout_demo
 from edgefleet.runtime.oip.client import OIPClient
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
 from edgefleet.testing.models import DigitsData
@@ -57,8 +60,13 @@ def _active(server: ServerProcess) -> dict[str, str]:
     return out
 
 
-def run_fleet_demo(workdir: Path, model: Path, data: DigitsData, seconds: float, say: Say) -> None:
-    """Run step 5 under ``workdir/fleet`` (started afresh every time)."""
+def run_fleet_demo(
+    workdir: Path, models: dict[str, Path], data: DigitsData, seconds: float, say: Say
+) -> None:
+    """Run steps 5 and 6 under ``workdir/fleet`` (started afresh every time).
+
+    ``models``: ``first`` is deployed in step 5; step 6 rolls out ``better``, then ``worse``.
+    """
     say("\n== 5. A fleet: edgefleet server + 3 agents (real processes, own data dirs and labels)")
     root = workdir / "fleet"
     shutil.rmtree(root, ignore_errors=True)
@@ -67,7 +75,7 @@ def run_fleet_demo(workdir: Path, model: Path, data: DigitsData, seconds: float,
     half = len(data.y_holdout) // 2
     np.savez(calibration, x=data.x_holdout[:half], y=data.y_holdout[:half])
     with ExitStack() as stack:
-        server = stack.enter_context(ServerProcess.start(root / "server"))
+        server = stack.enter_context(ServerProcess.start(root / "server", env=SERVER_ENV))
         say(f"   server {server.url} (SQLite in {root / 'server'})")
         token = server.enroll_token(uses=len(DEVICES))
         agents = []
@@ -83,18 +91,20 @@ def run_fleet_demo(workdir: Path, model: Path, data: DigitsData, seconds: float,
             )
             agents.append(agent)
             say(f"   agent {i}: labels {labels}, local OIP endpoint {agent.serve_url}")
+        model = models["first"]
         with server.client() as client, model.open("rb") as f, calibration.open("rb") as c:
             pushed = client.post(
                 "/models",
                 data={"name": "digits", "golden": "8"},
-                files={"file": ("digits.onnx", f), "calibration": ("calibration.npz", c)},
+                files={"file": (model.name, f), "calibration": ("calibration.npz", c)},
             )
         if not pushed.is_success:
             raise RuntimeError(f"push failed: {pushed.text}")
         row = pushed.json()["model"]
         calib = row["calibration"]
         say(
-            f"   edgefleet model push digits.onnx --name digits --calibration ... --golden 8\n"
+            f"   edgefleet model push {model.name} --name digits --calibration ... --golden 8"
+            " (an early build: 3 epochs)\n"
             f"     -> digits@{row['version']} sha256 {row['sha256'][:16]}…, opset {row['opset']},"
             f" temperature {calib['temperature']:.2f} (ECE {calib['ece_before']:.3f} ->"
             f" {calib['ece_after']:.3f})"
@@ -118,6 +128,7 @@ def run_fleet_demo(workdir: Path, model: Path, data: DigitsData, seconds: float,
         )
         _infer_everywhere(agents, data, seconds, say)
         _fleet_report(server, say)
+        run_rollout_demo(server, agents, models, calibration, data, say)
 
 
 def _infer_everywhere(

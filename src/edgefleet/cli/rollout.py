@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -200,7 +201,9 @@ def _value(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def print_status(result: dict[str, Any]) -> None:
+def print_status(
+    result: dict[str, Any], *, echo: Callable[[str], None] = typer.echo, timeline: bool = True
+) -> None:
     """Print a rollout status (as the operator API returns it) for people."""
     plan = result["plan"]
     stages = plan.get("stages", [])
@@ -210,14 +213,14 @@ def print_status(result: dict[str, Any]) -> None:
         if stages
         else "A/B experiment"
     )
-    typer.echo(
+    echo(
         f"{result['rollout_id']}  {result['model']} {result['previous']['version']} -> "
         f"{result['candidate']['version']}  {result['state'].upper()}  {where}"
     )
     if result["reason"]:
-        typer.echo(f"reason: {result['reason']}")
+        echo(f"reason: {result['reason']}")
     devices = result["devices"]
-    typer.echo("devices: " + ", ".join(f"{k} {v}" for k, v in devices.items()))
+    echo("devices: " + ", ".join(f"{k} {v}" for k, v in devices.items()))
     st = result["status"]
     if st.get("gates"):
         _table(
@@ -234,24 +237,27 @@ def print_status(result: dict[str, Any]) -> None:
                 for g in st["gates"]
             ],
             ["GATE", "VALUE", "THRESHOLD", "OUTCOME", "DEVICES", "INFERENCES", "WHY"],
+            echo,
         )
     if st.get("decision"):
-        typer.echo(f"decision: {st['decision']['action']}: {st['decision']['reason']}")
+        echo(f"decision: {st['decision']['action']}: {st['decision']['reason']}")
     if st.get("comparisons") is not None:
         for metric, c in st["comparisons"].items():
-            typer.echo(
+            echo(
                 f"  {metric}: A {c['mean_a']:.4g} (n={c['n_a']})  B {c['mean_b']:.4g} "
                 f"(n={c['n_b']})  B-A {c['diff']:+.4g} "
                 f"[{c['ci_low']:+.4g}, {c['ci_high']:+.4g}] ({c['method']})"
             )
         rec = st.get("recommendation") or {}
         if rec:
-            typer.echo(f"recommendation: {rec['verdict']}: {rec['reason']}")
-    typer.echo("timeline:")
+            echo(f"recommendation: {rec['verdict']}: {rec['reason']}")
+    if not timeline:
+        return
+    echo("timeline:")
     for event in result["timeline"]:
         extra = {k: v for k, v in event.items() if k not in ("at", "kind", "gates")}
         shown = ", ".join(f"{k}={v}" for k, v in extra.items())
-        typer.echo(f"  {_when(event['at'])}  {event['kind']:<11} {shown}")
+        echo(f"  {_when(event['at'])}  {event['kind']:<11} {shown}")
 
 
 @policy_app.command("set")

@@ -33,6 +33,9 @@ def write_demo_assets(
     written = []
     sources = {
         "digits.onnx": build_digits_classifier(cache_dir),
+        # earlier builds of the same classifier, for the rollouts of the demo
+        "digits-3-epochs.onnx": build_digits_classifier(cache_dir, epochs=3),
+        "digits-1-epoch.onnx": build_digits_classifier(cache_dir, epochs=1),
         "detector.onnx": build_detector(cache_dir),
     }
     if resnet:
