@@ -18,8 +18,9 @@ What stays true as the fleet changes:
   (at most one device per stage, always the stage's last by rank); when the size grows, the
   device just past the boundary may move into it.
 
-A rollout therefore stores each device's stage when it first assigns it, and uses
-:func:`assign_stages` for the devices it has not seen yet; recomputing it is for previews.
+Rollouts recompute the stages from the devices their selector matches at each evaluation: with
+an unchanged fleet that is the same cohort in every process and after every restart; a device
+enrolled mid-rollout can move one device per stage and class across a boundary, as above.
 
 Examples
 --------
