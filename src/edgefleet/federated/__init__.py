@@ -4,11 +4,32 @@ Pure functions and small classes over numpy vectors; no transport, no persistenc
 and the agent (and the simulator) call them; this package never imports either.
 
 Aggregation strategies live in :mod:`edgefleet.federated.strategies`; their spec parser is
-re-exported here as ``strategy_from_spec`` / ``strategy_spec_of``.
+re-exported here as ``strategy_from_spec`` / ``strategy_spec_of``. Update codecs live in
+:mod:`edgefleet.federated.compression`; theirs are ``codec_from_spec`` / ``codec_spec_of``.
 """
 
 from __future__ import annotations
 
+from edgefleet.federated.compression import (
+    CODECS,
+    BaseMismatchError,
+    Codec,
+    CodecSpecError,
+    DenseCodec,
+    DGCCodec,
+    Downlink,
+    Float16Codec,
+    Int8Codec,
+    PayloadError,
+    TopKCodec,
+    apply_downlink,
+    decode_update,
+    downlink_for,
+    encode_downlink,
+    model_hash,
+)
+from edgefleet.federated.compression import from_spec as codec_from_spec
+from edgefleet.federated.compression import spec_of as codec_spec_of
 from edgefleet.federated.params import Layout, Params, Vector, flatten, layout_of, unflatten
 from edgefleet.federated.strategies import (
     STRATEGIES,
@@ -27,20 +48,38 @@ from edgefleet.federated.strategies import from_spec as strategy_from_spec
 from edgefleet.federated.strategies import spec_of as strategy_spec_of
 
 __all__ = [
+    "CODECS",
     "STRATEGIES",
+    "BaseMismatchError",
     "ClientUpdate",
+    "Codec",
+    "CodecSpecError",
+    "DGCCodec",
+    "DenseCodec",
+    "Downlink",
     "FedAdam",
     "FedAvg",
     "FedAvgM",
     "FedProx",
+    "Float16Codec",
+    "Int8Codec",
     "Layout",
     "Median",
     "Params",
+    "PayloadError",
     "Strategy",
+    "TopKCodec",
     "TrimmedMean",
     "Vector",
+    "apply_downlink",
+    "codec_from_spec",
+    "codec_spec_of",
+    "decode_update",
+    "downlink_for",
+    "encode_downlink",
     "flatten",
     "layout_of",
+    "model_hash",
     "proximal_gradient",
     "proximal_term",
     "strategy_from_spec",
