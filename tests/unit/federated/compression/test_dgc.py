@@ -167,18 +167,18 @@ def test_a_model_change_needs_a_reset() -> None:
     codec.encode(np.ones(3, np.float32))
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"momentum": 1.0}, "momentum must be in"),
-        ({"clip": 0.0}, "clip must be a positive"),
-        ({"clip": math.inf}, "clip must be a positive"),
-        ({"warmup": -1}, "warmup must be"),
-        ({"sample": 0.0}, "sample must be"),
-        ({"seed": -1}, "seed must be"),
-        ({"sparsity": 1.0}, "sparsity is the fraction"),
-    ],
-)
-def test_bad_settings_are_value_errors(kwargs: dict[str, float], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        DGCCodec(**kwargs)  # type: ignore[arg-type]
+BAD_SETTINGS: list[tuple[dict[str, float], str]] = [
+    ({"momentum": 1.0}, "momentum must be in"),
+    ({"clip": 0.0}, "clip must be a positive"),
+    ({"clip": math.inf}, "clip must be a positive"),
+    ({"warmup": -1}, "warmup must be"),
+    ({"sample": 0.0}, "sample must be"),
+    ({"seed": -1}, "seed must be"),
+    ({"sparsity": 1.0}, "sparsity is the fraction"),
+]
+
+
+def test_bad_settings_are_value_errors() -> None:
+    for kwargs, message in BAD_SETTINGS:
+        with pytest.raises(ValueError, match=message):
+            DGCCodec(**kwargs)  # type: ignore[arg-type]

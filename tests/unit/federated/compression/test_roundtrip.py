@@ -24,7 +24,7 @@ def check_round(codec: Codec, update: Vector) -> None:
 
 
 @pytest.mark.parametrize("spec", ALL)
-@settings(deadline=None, max_examples=30)
+@settings(deadline=None, max_examples=25)
 @given(update=vectors())
 def test_one_round_is_within_the_stated_bound(spec: str, update: Vector) -> None:
     check_round(from_spec(spec), update)
@@ -85,10 +85,10 @@ BAD_UPDATES: list[Vector] = [
 ]
 
 
-@pytest.mark.parametrize("spec", ALL)
-def test_a_bad_update_is_refused_with_a_value_error(spec: str) -> None:
-    codec = from_spec(spec)
-    for bad in BAD_UPDATES:
-        with pytest.raises(ValueError, match=r"non-finite|flat vector"):
-            codec.encode(bad)
-    assert codec.state_bytes() == from_spec(spec).state_bytes()  # nothing changed
+def test_a_bad_update_is_refused_with_a_value_error() -> None:
+    for spec in ALL:
+        codec = from_spec(spec)
+        for bad in BAD_UPDATES:
+            with pytest.raises(ValueError, match=r"non-finite|flat vector"):
+                codec.encode(bad)
+        assert codec.state_bytes() == from_spec(spec).state_bytes()  # nothing changed
