@@ -227,7 +227,15 @@ def finish_effects(ctx: ServerContext, row: RolloutRow, now: float) -> RolloutRo
             "to": f"{release['version']} (release {release['release']})",
         }
     status = dict(row.status, applied=True)
-    return ctx.store.update_rollout(row.rollout_id, row.revision, now, {"status": status}, [event])
+    try:
+        return ctx.store.update_rollout(
+            row.rollout_id, row.revision, now, {"status": status}, [event]
+        )
+    except ConflictError:
+        stored = ctx.store.get_rollout(row.rollout_id)
+        if stored is None or stored.state != row.state or not stored.status.get("applied"):
+            raise
+        return stored  # another evaluation applied the same terminal state first
 
 
 # -- A/B experiments ---------------------------------------------------------------------------

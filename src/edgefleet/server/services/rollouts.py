@@ -31,6 +31,8 @@ _COMMANDS = {
     "promote": ("running", "paused", "concluded"),
     "abort": ("running", "paused", "concluded"),
 }
+_ATTEMPTS = 5
+"""Compare-and-set attempts of an operator command racing the evaluation loop."""
 
 
 def start(
@@ -126,7 +128,10 @@ def start(
             "plan": described,
         },
     )
-    return evaluate(ctx, row, now)
+    try:
+        return evaluate(ctx, row, now)
+    except ConflictError:  # the evaluation loop (here or in another process) was first
+        return _get(ctx, row.rollout_id)
 
 
 def command(
@@ -143,12 +148,23 @@ def command(
     """
     if action not in _COMMANDS:
         raise ConfigurationError(f"unknown rollout action {action!r}; use {', '.join(_COMMANDS)}")
-    row = _get(ctx, rollout_id)
-    if row.state not in _COMMANDS[action]:
-        raise ConflictError(
-            f"cannot {action} rollout {rollout_id}: it is {row.state} "
-            f"({action} needs {' or '.join(_COMMANDS[action])})"
-        )
+    for attempt in range(_ATTEMPTS):
+        row = _get(ctx, rollout_id)
+        if row.state not in _COMMANDS[action]:
+            raise ConflictError(
+                f"cannot {action} rollout {rollout_id}: it is {row.state} "
+                f"({action} needs {' or '.join(_COMMANDS[action])})"
+            )
+        try:
+            return _act(ctx, row, action, reason, now)
+        except ConflictError:  # an evaluation stored its status meanwhile: read it again
+            if attempt + 1 == _ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _act(ctx: ServerContext, row: RolloutRow, action: str, reason: str, now: float) -> RolloutRow:
+    rollout_id = row.rollout_id
     why = reason or f"{action} by an operator"
     event = {"kind": action, "reason": why}
     if action == "pause":
