@@ -66,6 +66,7 @@ bench: $(STAMP) postgres
 	$(PY) benchmarks/serve_vs_mlserver.py
 	$(PY) benchmarks/bench_vs_loadgen.py
 	$(PY) benchmarks/fleet_load.py --devices 5000 --duration 30
+	$(PY) benchmarks/rollout_sim.py --devices 1000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/results

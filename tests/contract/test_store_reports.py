@@ -180,3 +180,16 @@ def test_telemetry_is_filtered_by_device_model_version_and_start(store: Store) -
     assert ids(model="digits", version="2") == ["w-2"]
     assert ids(since=NOW + 30) == ["w-3", "w-2"]
     assert ids(device_id="dev-2", model="digits") == []
+
+
+def test_telemetry_is_filtered_by_when_the_server_received_it(store: Store) -> None:
+    enrol(store, "dev-1")
+    store.add_telemetry("dev-1", [window("w-1", NOW)], 0, NOW + 100)
+    store.add_telemetry("dev-1", [window("w-2", NOW - 50)], 0, NOW + 200)  # late upload
+
+    def ids(**filters: Any) -> list[str]:
+        return [row.window_id for row in store.list_telemetry(**filters)]
+
+    assert ids(received_since=NOW + 150) == ["w-2"]
+    assert ids(received_since=NOW + 100) == ["w-2", "w-1"]
+    assert ids(received_since=NOW + 150, since=NOW) == []

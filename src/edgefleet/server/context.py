@@ -13,6 +13,7 @@ from edgefleet.server.heartbeats import HeartbeatBuffer
 from edgefleet.server.locks import StoreLock
 from edgefleet.server.registry.artifacts import ArtifactStore
 from edgefleet.server.registry.tuf_repo import TufRepository
+from edgefleet.server.rollout.windows import WindowCache
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.store import Store
 from edgefleet.server.telemetry_writer import TelemetryWriter
@@ -63,6 +64,7 @@ class ServerContext:
     changes: ChangeNotifier = field(default_factory=ChangeNotifier)
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     credentials: CredentialCache = field(default_factory=CredentialCache)
+    rollout_windows: WindowCache = field(default_factory=WindowCache)
     registry_lock: StoreLock = field(init=False)
     versions: DesiredVersions = field(init=False)
     heartbeats: HeartbeatBuffer = field(init=False)

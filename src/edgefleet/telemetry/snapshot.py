@@ -50,24 +50,38 @@ class TelemetrySnapshot:
 
     def merge(self, other: TelemetrySnapshot) -> TelemetrySnapshot:
         """Return a new snapshot holding both this one and ``other`` (same model and version)."""
+        merged = self.copy()
+        merged.merge_in(other)
+        return merged
+
+    def merge_in(self, other: TelemetrySnapshot) -> None:
+        """Add ``other`` (same model and version) to this snapshot, in place.
+
+        ``other`` is left unchanged and shares nothing with this snapshot afterwards.
+        """
         if (other.model, other.version) != (self.model, self.version):
             raise ValueError(
                 f"cannot merge telemetry of {other.model}:{other.version} "
                 f"into {self.model}:{self.version}"
             )
-        merged = TelemetrySnapshot.from_dict(self.to_dict())
-        merged.started_at = min(self.started_at, other.started_at)
-        merged.ended_at = max(self.ended_at, other.ended_at)
-        merged.count += other.count
-        merged.errors += other.errors
-        merged.rejected += other.rejected
-        merged.error_seconds += other.error_seconds
-        merged.latency.merge(other.latency)
-        merged.confidence.merge(other.confidence)
+        self.started_at = min(self.started_at, other.started_at)
+        self.ended_at = max(self.ended_at, other.ended_at)
+        self.count += other.count
+        self.errors += other.errors
+        self.rejected += other.rejected
+        self.error_seconds += other.error_seconds
+        self.latency.merge(other.latency)
+        self.confidence.merge(other.confidence)
         for name, stage in other.stages.items():
-            mine = merged.stages.get(name)
-            merged.stages[name] = stage.merge(mine) if mine is not None else stage
-        return merged
+            mine = self.stages.get(name)
+            if mine is None:
+                self.stages[name] = stage.copy()
+            else:
+                mine.merge_in(stage)
+
+    def copy(self) -> TelemetrySnapshot:
+        """An independent copy."""
+        return TelemetrySnapshot.from_dict(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise to plain JSON types (with a schema number)."""

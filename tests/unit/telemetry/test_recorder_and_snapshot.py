@@ -95,11 +95,37 @@ def test_snapshot_round_trips_with_stages() -> None:
     assert again.to_dict() == snap.to_dict()
 
 
+def test_merging_in_place_equals_merging_into_a_copy_and_leaves_the_other_unchanged() -> None:
+    def recorded(ns: int, top: float) -> TelemetrySnapshot:
+        rec = InferenceRecorder("m", "1")
+        for _ in range(3):
+            rec.record(ns, probs(2, top))
+        snap = rec.snapshot()
+        stage = InferenceRecorder("m", "1")
+        stage.record(ns, {})
+        snap.stages["classifier"] = stage.snapshot()
+        return snap
+
+    a, b = recorded(1_000_000, 0.9), recorded(5_000_000, 0.6)
+    b_before = b.to_dict()
+    copied = a.merge(b)
+    a.merge_in(b)
+    assert a.to_dict() == copied.to_dict()
+    assert b.to_dict() == b_before
+    assert a.count == 6
+    assert a.stages["classifier"].count == 2
+    a.merge_in(a.copy())  # merging a copy of itself doubles every count
+    assert (a.count, a.stages["classifier"].count) == (12, 4)
+    assert b.to_dict() == b_before
+
+
 def test_merging_different_models_is_refused() -> None:
     a = InferenceRecorder("a", "1").snapshot()
     b = InferenceRecorder("b", "1").snapshot()
     with pytest.raises(ValueError, match="cannot merge"):
         a.merge(b)
+    with pytest.raises(ValueError, match="cannot merge"):
+        a.merge_in(b)
 
 
 @pytest.mark.parametrize("text", ["not json", "[]", json.dumps({"schema": 99})])

@@ -61,11 +61,26 @@ class CohortMetrics:
             return
         snap.model, snap.version = row.model, row.version
         self.devices.add(row.device_id)
-        self.snapshot = snap if self.snapshot is None else self.snapshot.merge(snap)
+        if self.snapshot is None:
+            self.snapshot = snap  # a fresh object, owned from here on
+        else:
+            self.snapshot.merge_in(snap)
         if row.shadow:
             self.compared += int(row.shadow.get("compared", 0))
             self.disagreed += int(row.shadow.get("disagreed", 0))
             self.confidence_delta_sum += float(row.shadow.get("confidence_delta_sum", 0.0))
+
+    def absorb(self, other: CohortMetrics) -> None:
+        """Merge another cohort's (or device's) metrics in."""
+        self.devices |= other.devices
+        if other.snapshot is not None:
+            if self.snapshot is None:
+                self.snapshot = other.snapshot.copy()
+            else:
+                self.snapshot.merge_in(other.snapshot)
+        self.compared += other.compared
+        self.disagreed += other.disagreed
+        self.confidence_delta_sum += other.confidence_delta_sum
 
     @property
     def inferences(self) -> int:

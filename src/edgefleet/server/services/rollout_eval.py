@@ -16,7 +16,7 @@ from edgefleet.errors import ConflictError, EdgefleetError
 from edgefleet.server.context import ServerContext
 from edgefleet.server.rollout.ab import ArmComparison, bootstrap, recommend, welch
 from edgefleet.server.rollout.gates import GateResult, applies, evaluate_gate
-from edgefleet.server.rollout.metrics import CohortMetrics, Reference, collect
+from edgefleet.server.rollout.metrics import CohortMetrics, Reference
 from edgefleet.server.rollout.plan import experiment_from_json, plan_from_json
 from edgefleet.server.rollout.rules import Facts, decide
 from edgefleet.server.rollout.spec import ExperimentPlan, RolloutPlan
@@ -36,6 +36,8 @@ def evaluate_all(ctx: ServerContext, now: float | None = None) -> list[RolloutRo
     out: list[RolloutRow] = []
     for row in ctx.store.list_rollouts():
         moment = time.time() if now is None else now
+        if row.state != "running":
+            ctx.rollout_windows.forget(row.rollout_id)  # read again from the store if resumed
         try:
             if row.state in TERMINAL:
                 if not row.status.get("applied", True):
@@ -70,17 +72,19 @@ def _evaluate_rollout(
 
     inside = fx.members(row, classes, stage.share)
     shadow = stage.kind == "shadow"
-    windows = ctx.store.list_telemetry(
-        model=row.model, since=row.stage_started_at, device_ids=list(devices)
+    windows = ctx.rollout_windows.read(
+        row,
+        lambda received_since: ctx.store.list_telemetry(
+            model=row.model, since=row.stage_started_at, received_since=received_since
+        ),
     )
-    cand = collect(
-        windows,
+    cand = windows.collect(
         version=row.candidate["version"],
         role="shadow" if shadow else "active",
         classes={d: classes[d] for d in inside},
     )
     outside = classes if shadow else {d: c for d, c in classes.items() if d not in inside}
-    live = collect(windows, version=row.previous["version"], role="active", classes=outside)
+    live = windows.collect(version=row.previous["version"], role="active", classes=outside)
     baseline = _baseline(row, live)
     rollbacks = sum(
         1

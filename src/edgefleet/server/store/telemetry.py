@@ -173,6 +173,7 @@ class TelemetryStore(StoreBase):
         version: str | None = None,
         since: float | None = None,
         device_ids: Sequence[str] | None = None,
+        received_since: float | None = None,
     ) -> list[TelemetryRow]:
         """Stored windows matching every filter given, oldest first.
 
@@ -184,6 +185,8 @@ class TelemetryStore(StoreBase):
             Only windows that started at or after this time.
         device_ids
             Only windows of these devices.
+        received_since
+            Only windows the server received at or after this time.
         """
         table = schema.telemetry_windows
         query = sa.select(table).order_by(table.c.started_at, table.c.id)
@@ -195,6 +198,8 @@ class TelemetryStore(StoreBase):
             query = query.where(table.c.version == version)
         if since is not None:
             query = query.where(table.c.started_at >= since)
+        if received_since is not None:
+            query = query.where(table.c.received_at >= received_since)
         if device_ids is None:
             with self._read() as connection:
                 rows = connection.execute(query).all()
