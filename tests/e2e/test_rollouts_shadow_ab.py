@@ -132,7 +132,13 @@ def test_a_candidate_that_disagrees_in_shadow_is_rolled_back_before_it_ever_answ
     """
     server, agents, traffic = fleet(stack, tmp_path, models, calibration, digits, n=2)
     push_calibrated(server, models["worse"], "2", calibration)
-    rollout = start(server, "2", "shadow:50%:30s:100%,100%", gate("disagreement<=0.05"))
+    rollout = start(
+        server,
+        "2",
+        "shadow:50%:30s:100%,100%",
+        gate("disagreement<=0.05"),
+        gate("accuracy_delta>=-0.03"),  # judges the last stage (never reached)
+    )
     [shadowing] = status(server, rollout)["stage_devices"]
 
     wait_for("the rollback", lambda: state_is(server, rollout, "rolled_back", "completed"))

@@ -37,6 +37,7 @@ from typing import Any, Literal, TypeVar, cast, get_args
 import yaml
 
 from edgefleet.errors import ConfigurationError
+from edgefleet.server.rollout.gates import applies
 from edgefleet.server.rollout.spec import (
     EXPERIMENT_METRICS,
     ExperimentPlan,
@@ -52,6 +53,7 @@ __all__ = [
     "GATE_SYNTAX",
     "SHARE_SYNTAX",
     "STAGES_SYNTAX",
+    "check_every_stage_is_judged",
     "experiment_from_json",
     "experiment_to_json",
     "format_duration",
@@ -337,6 +339,19 @@ def validate_plan(plan: RolloutPlan) -> RolloutPlan:
     deadline = plan.progress_deadline_s
     if not (math.isfinite(deadline) and deadline > 0):
         raise ConfigurationError(f"progress_deadline must be positive, {DURATION_SYNTAX}")
+    return plan
+
+
+def check_every_stage_is_judged(plan: RolloutPlan) -> RolloutPlan:
+    """Refuse a plan with a stage that no gate applies to (it could never advance); return it."""
+    for number, stage in enumerate(plan.stages, start=1):
+        if not any(applies(gate, stage.kind == "shadow") for gate in plan.gates):
+            given = ", ".join(g.metric for g in plan.gates) or "none"
+            raise ConfigurationError(
+                f"stage {number} ({_stage_text(stage)}) has no gate to judge it (gates: {given}); "
+                "disagreement applies to shadow stages only: add a gate such as "
+                "accuracy_delta>=-0.03"
+            )
     return plan
 
 

@@ -118,6 +118,7 @@ def pause_at_progress_deadline(facts: Facts) -> Decision | None:
     if since is None or facts.now - since < facts.progress_deadline_s:
         return None
     stuck = ", ".join(g.metric for g in facts.gates if g.outcome == "inconclusive")
+    stuck = stuck or "no gate applies to this stage"
     return Decision(
         "pause",
         f"inconclusive for {facts.now - since:.0f} s (deadline {facts.progress_deadline_s:g} s): "

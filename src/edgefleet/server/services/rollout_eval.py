@@ -123,7 +123,8 @@ def _evaluate_rollout(
         evaluated_at[gate.metric] = now
         failures[gate.metric] = failures.get(gate.metric, 0) + 1 if result.outcome == "fail" else 0
         results.append(result)
-    conclusive = all(g.outcome != "inconclusive" for g in results)
+    # no gate at all is not conclusive either: such a stage pauses at the progress deadline
+    conclusive = bool(results) and all(g.outcome != "inconclusive" for g in results)
     inconclusive_since = None if conclusive else status.get("inconclusive_since") or now
     decision = decide(
         Facts(

@@ -15,7 +15,12 @@ from typing import Any
 from edgefleet.errors import ConfigurationError, ConflictError, NotFoundError
 from edgefleet.protocol.labels import check_labels
 from edgefleet.server.context import ServerContext
-from edgefleet.server.rollout.plan import experiment_to_json, format_stages, plan_to_json
+from edgefleet.server.rollout.plan import (
+    check_every_stage_is_judged,
+    experiment_to_json,
+    format_stages,
+    plan_to_json,
+)
 from edgefleet.server.rollout.spec import ExperimentPlan, RolloutPlan
 from edgefleet.server.services import rollout_effects as fx
 from edgefleet.server.services.registry import desired_model, ensure_release
@@ -50,12 +55,15 @@ def start(
     NotFoundError
         The version is not in the registry.
     ConfigurationError
-        The selector matches no device, or the devices already run that version.
+        The selector matches no device, the devices already run that version, or a stage of
+        the plan has no gate that applies to it.
     ConflictError
         No targeted device runs a version of ``name`` yet (deploy one first), the devices
         run different versions, or another rollout of ``name`` is active.
     """
     check_labels(selector)
+    if isinstance(plan, RolloutPlan):
+        check_every_stage_is_judged(plan)
     for active in ctx.store.list_rollouts(states=ACTIVE_STATES):
         if active.model == name:  # (the store checks again, atomically, when it creates one)
             raise ConflictError(

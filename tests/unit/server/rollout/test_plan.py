@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from edgefleet.errors import ConfigurationError
 from edgefleet.server.rollout.plan import (
+    check_every_stage_is_judged,
     format_duration,
     format_gate,
     format_share,
@@ -19,7 +20,7 @@ from edgefleet.server.rollout.plan import (
     parse_share,
     parse_stages,
 )
-from edgefleet.server.rollout.spec import Gate, Stage
+from edgefleet.server.rollout.spec import Gate, RolloutPlan, Stage
 
 # -- shares and durations ---------------------------------------------------------------------
 
@@ -263,3 +264,26 @@ def test_a_gate_with_default_options_formats_as_its_condition_alone(gate: Gate) 
     defaults = Gate(gate.metric, gate.op, gate.threshold)
     assert "," not in format_gate(defaults)
     assert format_gate(dataclasses.replace(gate, failure_limit=101)).endswith(",failures=101")
+
+
+@pytest.mark.parametrize(
+    ("stages", "gates", "stage_shown"),
+    [
+        ("canary:5%:1h,100%", (), "stage 1"),
+        ("shadow:10%:1h,100%", ("disagreement<=0.1",), "stage 2"),
+    ],
+)
+def test_a_plan_with_a_stage_no_gate_applies_to_is_refused_naming_the_stage(
+    stages: str, gates: tuple[str, ...], stage_shown: str
+) -> None:
+    plan = RolloutPlan(parse_stages(stages), tuple(parse_gate(g) for g in gates))
+    with pytest.raises(ConfigurationError, match=f"{stage_shown} .* has no gate to judge it"):
+        check_every_stage_is_judged(plan)
+
+
+def test_a_shadow_stage_judged_by_disagreement_alone_is_accepted() -> None:
+    plan = RolloutPlan(
+        parse_stages("shadow:10%:1h,100%"),
+        (parse_gate("disagreement<=0.1"), parse_gate("accuracy_delta>=-0.03")),
+    )
+    assert check_every_stage_is_judged(plan) is plan

@@ -75,6 +75,12 @@ def test_inconclusive_past_the_progress_deadline_pauses() -> None:
     assert rules.pause_at_progress_deadline(early) is None
 
 
+def test_a_stage_without_any_gate_pauses_at_the_progress_deadline() -> None:
+    decision = decide(facts(inconclusive_since=0.0, now=3600.0))
+    assert decision.action == "pause"
+    assert "no gate applies to this stage" in decision.reason
+
+
 def test_rules_run_in_order_safety_first() -> None:
     # a failing gate at its limit wins over another gate that is stuck past the deadline
     f = facts(
