@@ -111,6 +111,16 @@ class ModelRepository:
         self, name: str, feeds: Mapping[str, NDArray[Any]], version: str | None = None
     ) -> dict[str, NDArray[Any]]:
         """Run the model now behind ``name``; a call that races a swap is retried."""
+        return self.answer(name, feeds, version)[1]
+
+    def answer(
+        self, name: str, feeds: Mapping[str, NDArray[Any]], version: str | None = None
+    ) -> tuple[Servable, dict[str, NDArray[Any]]]:
+        """:meth:`predict`, and the servable that answered.
+
+        A swap may have happened since the caller last looked the model up: label the answer
+        with this servable's version.
+        """
         for _ in range(_RETRIES):
             servable = self.get(name, version)
             try:
@@ -125,7 +135,7 @@ class ModelRepository:
                     tap(servable, feeds, outputs)
                 except Exception:  # an observer never changes an answer
                     log.exception("tap on %r failed", name)
-            return outputs
+            return servable, outputs
         raise ModelUnavailableError(f"model {name!r} kept changing during the call; try again")
 
     def close(self, *, drain_timeout: float = 30.0) -> None:

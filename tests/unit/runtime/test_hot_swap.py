@@ -101,3 +101,20 @@ def test_load_replaces_and_remove_drains(digits_path: Path, one_digit: NDArray[n
     assert repo.names() == []
     with pytest.raises(ModelNotFoundError):
         repo.remove("digits")
+
+
+def test_answer_names_the_servable_that_ran_the_call(
+    digits_path: Path, one_digit: NDArray[np.float32]
+) -> None:
+    """A caller that looked the model up before a swap labels the answer with what ran it."""
+    repo = ModelRepository()
+    repo.add(load(digits_path, name="digits", version="1"))
+    looked_up = repo.get("digits")
+    old = repo.swap(load(digits_path, name="digits", version="2"))
+    assert old is looked_up
+    ran: list[str] = []
+    repo.set_tap("digits", lambda servable, feeds, outputs: ran.append(servable.version))
+    servable, outputs = repo.answer("digits", {"input": one_digit})
+    assert (servable.version, ran) == ("2", ["2"])
+    assert outputs["probabilities"].shape == (1, 10)
+    repo.close()

@@ -231,7 +231,7 @@ class InferenceService:
                         f"{spec.datatype}, request says {given}"
                     )
             decoded_at = time.perf_counter_ns()
-            results = self.repository.predict(name, decoded.inputs, version)
+            servable, results = self.repository.answer(name, decoded.inputs, version)
             inferred_at = time.perf_counter_ns()
             by_name = {s.name: s for s in servable.outputs}
             wanted = decoded.outputs
