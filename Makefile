@@ -55,8 +55,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
+# Two workers, one test file each at a time: most end-to-end time is waiting on subprocesses.
 pytest: $(STAMP) browser postgres
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test: lint pytest
 
