@@ -96,6 +96,8 @@ async def _rollout_loop(ctx: ServerContext) -> None:
             now = time.time()
             if await run_in_threadpool(ctx.store.try_lock, _ROLLOUTS, ctx.instance, lease, now):
                 await run_in_threadpool(rollout_eval.evaluate_all, ctx)
+            else:  # another process evaluates: what this one merged would only go stale
+                ctx.rollout_windows.clear()
         except Exception:  # keep the loop alive; the next round retries
             log.exception("evaluating rollouts failed")
         await asyncio.sleep(interval)

@@ -105,3 +105,30 @@ def test_an_abort_whose_effects_the_loop_applies_first_succeeds_once(
     assert kinds == ["started", "abort", "applied"]
     desired = ctx.store.list_desired_states(["d1", "d2"])
     assert {s.model["version"] for s in desired.values() if s.model} == {"1"}
+
+
+def test_an_evaluation_working_from_a_read_older_than_an_abort_does_not_undo_it(
+    ctx: ServerContext,
+) -> None:
+    """The loop read the rollout, then an operator aborted and applied the abort; the loop's
+    write of the old stage to the devices is undone, and nothing of its result is stored."""
+    row = rollouts.start(ctx, "digits", "2", {}, PLAN, time.time())
+    canary = ctx.store.list_desired_states(["d1", "d2"])
+    assert sorted(s.model["version"] for s in canary.values() if s.model) == ["1", "2"]
+    original = ctx.store.list_rollouts
+
+    def read_then_abort(*args: Any, **kwargs: Any) -> Any:
+        rows = original(*args, **kwargs)
+        ctx.store.list_rollouts = original  # type: ignore[method-assign]
+        rollouts.command(ctx, row.rollout_id, "abort", time.time())
+        return rows  # the loop goes on with the rollout as it was before the abort
+
+    ctx.store.list_rollouts = read_then_abort  # type: ignore[method-assign]
+    rollout_eval.evaluate_all(ctx)
+    desired = ctx.store.list_desired_states(["d1", "d2"])
+    assert {s.model["version"] for s in desired.values() if s.model} == {"1"}
+    stored = ctx.store.get_rollout(row.rollout_id)
+    assert stored is not None
+    assert stored.state == "aborted"
+    kinds = [e.kind for e in ctx.store.list_rollout_events(row.rollout_id)]
+    assert kinds == ["started", "abort", "applied"]

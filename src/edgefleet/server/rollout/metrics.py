@@ -7,14 +7,14 @@ summed comparisons.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgefleet.server.store.rows import TelemetryRow
 from edgefleet.telemetry import TelemetrySnapshot
 
-__all__ = ["CohortMetrics", "Reference", "collect"]
+__all__ = ["CohortMetrics", "Reference"]
 
 
 @dataclass(frozen=True)
@@ -119,24 +119,3 @@ class CohortMetrics:
         return Reference(
             len(self.devices), self.inferences, self.p99_ms, self.error_rate, self.accuracy
         )
-
-
-def collect(
-    rows: Iterable[TelemetryRow],
-    *,
-    version: str,
-    role: str,
-    classes: Mapping[str, str],
-) -> dict[str, CohortMetrics]:
-    """Merge the windows of ``version`` and ``role`` from the devices in ``classes``, per class.
-
-    ``classes`` maps each device of the cohort to its hardware class; windows of other devices
-    are ignored.
-    """
-    out: dict[str, CohortMetrics] = {}
-    for row in rows:
-        hw = classes.get(row.device_id)
-        if hw is None or row.version != version or row.role != role:
-            continue
-        out.setdefault(hw, CohortMetrics()).add(row)
-    return out

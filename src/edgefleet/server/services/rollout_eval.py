@@ -37,7 +37,7 @@ def evaluate_all(ctx: ServerContext, now: float | None = None) -> list[RolloutRo
     for row in ctx.store.list_rollouts():
         moment = time.time() if now is None else now
         if row.state != "running":
-            ctx.rollout_windows.forget(row.rollout_id)  # read again from the store if resumed
+            ctx.rollout_windows.forget(row.rollout_id)
         try:
             if row.state in TERMINAL:
                 if not row.status.get("applied", True):
@@ -62,13 +62,14 @@ def evaluate(ctx: ServerContext, row: RolloutRow, now: float) -> RolloutRow:
 
 
 def _evaluate_rollout(
-    ctx: ServerContext, row: RolloutRow, plan: RolloutPlan, now: float
+    ctx: ServerContext, row: RolloutRow, plan: RolloutPlan, now: float, *, full: bool = False
 ) -> RolloutRow:
     stage = plan.stages[row.stage]
     devices = fx.targets(ctx, row)
     classes = fx.classes_of(devices)
     current = fx.current_payloads(ctx, list(devices))
     fx.apply_desired(ctx, fx.stage_payloads(row, stage, classes, current), now)
+    _unless_moved_on(ctx, row, now)
 
     inside = fx.members(row, classes, stage.share)
     shadow = stage.kind == "shadow"
@@ -77,6 +78,7 @@ def _evaluate_rollout(
         lambda received_since: ctx.store.list_telemetry(
             model=row.model, since=row.stage_started_at, received_since=received_since
         ),
+        full=full,
     )
     cand = windows.collect(
         version=row.candidate["version"],
@@ -154,6 +156,9 @@ def _evaluate_rollout(
             "baseline_reporting": sum(len(m.devices) for m in live.values()),
         },
     )
+    if decision.action in ("advance", "complete") and not windows.full:
+        # a pass is only decided on a full read of the stage (see rollout.windows)
+        return _evaluate_rollout(ctx, row, plan, now, full=True)
     gate_values = [g.to_json() for g in results]
     if decision.action == "wait":
         return ctx.store.update_rollout(row.rollout_id, row.revision, now, {"status": status})
@@ -178,6 +183,7 @@ def _evaluate_rollout(
         )
         current = fx.current_payloads(ctx, list(devices))
         fx.apply_desired(ctx, fx.stage_payloads(moved, nxt, classes, current), now)
+        _unless_moved_on(ctx, moved, now)
         return moved
     if decision.action == "pause":
         return ctx.store.update_rollout(
@@ -218,19 +224,7 @@ def end(
 
 def finish_effects(ctx: ServerContext, row: RolloutRow, now: float) -> RolloutRow:
     """Apply a terminal state to the devices, then mark it applied."""
-    if row.state == "completed":
-        changed = fx.everyone_on_candidate(ctx, row, now)
-        remember_deployment(ctx, row.selector, row.candidate, now)
-        event: dict[str, Any] = {"kind": "applied", "devices": len(changed), "to": "candidate"}
-    else:
-        release = fx.rollback_release(ctx, row, now)
-        changed = fx.back_to_previous(ctx, row, release, now)
-        remember_deployment(ctx, row.selector, release, now)
-        event = {
-            "kind": "applied",
-            "devices": len(changed),
-            "to": f"{release['version']} (release {release['release']})",
-        }
+    event = _terminal_effects(ctx, row, now)
     status = dict(row.status, applied=True)
     try:
         return ctx.store.update_rollout(
@@ -241,6 +235,43 @@ def finish_effects(ctx: ServerContext, row: RolloutRow, now: float) -> RolloutRo
         if stored is None or stored.state != row.state or not stored.status.get("applied"):
             raise
         return stored  # another evaluation applied the same terminal state first
+
+
+def _terminal_effects(ctx: ServerContext, row: RolloutRow, now: float) -> dict[str, Any]:
+    """Put the devices where a terminal ``row`` wants them (idempotent); the ``applied`` event."""
+    if row.state == "completed":
+        changed = fx.everyone_on_candidate(ctx, row, now)
+        remember_deployment(ctx, row.selector, row.candidate, now)
+        return {"kind": "applied", "devices": len(changed), "to": "candidate"}
+    release = fx.rollback_release(ctx, row, now)
+    changed = fx.back_to_previous(ctx, row, release, now)
+    remember_deployment(ctx, row.selector, release, now)
+    return {
+        "kind": "applied",
+        "devices": len(changed),
+        "to": f"{release['version']} (release {release['release']})",
+    }
+
+
+def _unless_moved_on(ctx: ServerContext, row: RolloutRow, now: float) -> None:
+    """After applying effects read from ``row``: if the rollout changed meanwhile, undo them.
+
+    An operator's abort or promote (or another evaluation) stored and applied between this
+    evaluation's read and its writes to the devices would otherwise be overwritten with a
+    stale stage. A terminal state already applied is applied again here; anything else is
+    left to the next evaluation, which starts from a fresh read.
+
+    Raises
+    ------
+    ConflictError
+        The rollout changed; this evaluation's result must not be stored.
+    """
+    stored = ctx.store.get_rollout(row.rollout_id)
+    if stored is None or stored.revision == row.revision:
+        return
+    if stored.state in TERMINAL and stored.status.get("applied", True):
+        _terminal_effects(ctx, stored, now)
+    raise ConflictError(f"rollout {row.rollout_id} changed during its evaluation")
 
 
 # -- A/B experiments ---------------------------------------------------------------------------
@@ -255,6 +286,7 @@ def _evaluate_experiment(
     classes = fx.classes_of(devices)
     b = fx.arm_b(row, classes, plan.share_b)
     fx.apply_desired(ctx, dict.fromkeys(b, (row.candidate, None)), now)
+    _unless_moved_on(ctx, row, now)
     windows = ctx.store.list_telemetry(
         model=row.model, since=row.stage_started_at, device_ids=list(devices)
     )

@@ -281,7 +281,7 @@ def test_a_plan_with_a_stage_no_gate_applies_to_is_refused_naming_the_stage(
         check_every_stage_is_judged(plan)
 
 
-def test_a_shadow_stage_judged_by_disagreement_alone_is_accepted() -> None:
+def test_disagreement_judges_the_shadow_stage_and_another_gate_the_rest() -> None:
     plan = RolloutPlan(
         parse_stages("shadow:10%:1h,100%"),
         (parse_gate("disagreement<=0.1"), parse_gate("accuracy_delta>=-0.03")),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgefleet.server.rollout.metrics import CohortMetrics, collect
-from edgefleet.server.rollout.windows import OVERLAP_S, WindowCache
+from edgefleet.server.rollout.metrics import CohortMetrics
+from edgefleet.server.rollout.windows import OVERLAP_S, REFRESH_S, WindowCache
 from edgefleet.server.store.rows import RolloutRow, TelemetryRow
 from edgefleet.telemetry import TelemetrySnapshot
 
@@ -42,6 +44,18 @@ def window(
         if role == "shadow"
         else None,
     )
+
+
+def collect(
+    rows: list[TelemetryRow], *, version: str, role: str, classes: dict[str, str]
+) -> dict[str, CohortMetrics]:
+    """The oracle: every window of ``version`` and ``role`` merged per class in one pass."""
+    out: dict[str, CohortMetrics] = {}
+    for row in rows:
+        hw = classes.get(row.device_id)
+        if hw is not None and row.version == version and row.role == role:
+            out.setdefault(hw, CohortMetrics()).add(row)
+    return out
 
 
 def rollout(stage: int = 0, started: float = START) -> RolloutRow:
@@ -147,3 +161,35 @@ def test_a_new_stage_starts_from_nothing() -> None:
     store.rows.clear()  # the next stage's query starts at its own start: nothing yet
     stage = cache.read(rollout(stage=1, started=START + 50), store.fetch)
     assert stage.collect(version="2", role="active", classes=CLASSES) == {}
+
+
+def test_a_window_committed_after_the_overlap_is_missed_until_a_full_read() -> None:
+    """Incremental reads cannot see a window stamped long before it reached the database;
+    the full read (before any advance, and every REFRESH_S) counts it."""
+    store, cache = Store(), WindowCache()
+    store.rows.append(window(1, "d1", "2", START + 500))
+    cache.read(rollout(), store.fetch)
+    store.rows.append(window(2, "d2", "2", START))  # stamped 500 s earlier, committed now
+    partial = cache.read(rollout(), store.fetch)
+    assert not partial.full
+    [x86] = partial.collect(version="2", role="active", classes=CLASSES).values()
+    assert x86.devices == {"d1"}
+    whole = cache.read(rollout(), store.fetch, full=True)
+    assert whole.full
+    [x86] = whole.collect(version="2", role="active", classes=CLASSES).values()
+    assert x86.devices == {"d1", "d2"}
+
+
+def test_a_stage_is_read_in_full_again_after_the_refresh_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, cache = Store(), WindowCache()
+    store.rows.append(window(1, "d1", "2", START + 500))
+    cache.read(rollout(), store.fetch)
+    store.rows.append(window(2, "d2", "2", START))
+    clock = time.monotonic() + REFRESH_S + 1
+    monkeypatch.setattr(time, "monotonic", lambda: clock)  # only the clock is faked
+    stage = cache.read(rollout(), store.fetch)
+    assert stage.full
+    [x86] = stage.collect(version="2", role="active", classes=CLASSES).values()
+    assert x86.devices == {"d1", "d2"}
