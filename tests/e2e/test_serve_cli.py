@@ -180,6 +180,8 @@ def test_models_build_writes_the_demo_assets(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert {p.name for p in tmp_path.iterdir()} == {
         "digits.onnx",
+        "digits-3-epochs.onnx",
+        "digits-1-epoch.onnx",
         "detector.onnx",
         "digit-reader.yaml",
     }
