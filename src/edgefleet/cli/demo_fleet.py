@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.cli.demo_rollout import SERVER_ENV, run_rollout_demo
+from edgefleet.cli.demo_rollout import SERVER_ENV, push, run_rollout_demo
 from edgefleet.runtime.oip.client import OIPClient
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
 from edgefleet.testing.models import DigitsData
@@ -92,15 +92,7 @@ def run_fleet_demo(
             agents.append(agent)
             say(f"   agent {i}: labels {labels}, local OIP endpoint {agent.serve_url}")
         model = models["first"]
-        with server.client() as client, model.open("rb") as f, calibration.open("rb") as c:
-            pushed = client.post(
-                "/models",
-                data={"name": "digits", "golden": "8"},
-                files={"file": (model.name, f), "calibration": ("calibration.npz", c)},
-            )
-        if not pushed.is_success:
-            raise RuntimeError(f"push failed: {pushed.text}")
-        row = pushed.json()["model"]
+        row = push(server, model, calibration)
         calib = row["calibration"]
         say(
             f"   edgefleet model push {model.name} --name digits --calibration ... --golden 8"

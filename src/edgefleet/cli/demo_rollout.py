@@ -22,7 +22,7 @@ from edgefleet.runtime.oip.client import OIPClient
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
 from edgefleet.testing.models import DigitsData
 
-__all__ = ["SERVER_ENV", "run_rollout_demo"]
+__all__ = ["SERVER_ENV", "push", "run_rollout_demo"]
 
 Say = Callable[[str], None]
 
@@ -105,7 +105,8 @@ def run_rollout_demo(
         traffic.stop()
 
 
-def _push(server: ServerProcess, model: Path, calibration: Path, say: Say, what: str) -> str:
+def push(server: ServerProcess, model: Path, calibration: Path) -> dict[str, Any]:
+    """Push ``model`` as the next version of ``digits``, calibrated, golden input 8."""
     with server.client() as client, model.open("rb") as f, calibration.open("rb") as c:
         pushed = client.post(
             "/models",
@@ -114,7 +115,12 @@ def _push(server: ServerProcess, model: Path, calibration: Path, say: Say, what:
         )
     if not pushed.is_success:
         raise RuntimeError(f"push failed: {pushed.text}")
-    row = pushed.json()["model"]
+    row: dict[str, Any] = pushed.json()["model"]
+    return row
+
+
+def _push(server: ServerProcess, model: Path, calibration: Path, say: Say, what: str) -> str:
+    row = push(server, model, calibration)
     say(
         f"   edgefleet model push {model.name} --calibration ... -> digits@{row['version']} "
         f"({what}; temperature {row['calibration']['temperature']:.2f})"
@@ -134,7 +140,8 @@ def _roll_out(server: ServerProcess, version: str, say: Say) -> dict[str, Any]:
         for event in result["timeline"][seen:]:
             say(f"     {event['kind']:<11} {_detail(event)}")
         seen = len(result["timeline"])
-        if result["state"] in ("completed", "rolled_back", "aborted"):
+        ended = result["state"] in ("completed", "rolled_back", "aborted")
+        if ended and result["status"].get("applied"):
             break
         if result["state"] == "paused" or time.monotonic() > deadline:
             raise RuntimeError(f"rollout {rollout_id} stopped early: {result['reason']}")
