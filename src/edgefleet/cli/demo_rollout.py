@@ -31,12 +31,13 @@ SERVER_ENV = {"EDGEFLEET_ROLLOUT_EVAL_S": "1"}
 
 PLAN = "canary:50%:4s,100%:2s"
 # A few seconds of data per evaluation instead of the defaults (30 s, 100 inferences). The
-# latency gate is loose: these models answer in well under a millisecond, where the p99 of a
-# shared machine is mostly scheduling noise.
+# latency gate is loose and wants more inferences: these models answer in well under a
+# millisecond, where the p99 of a shared machine is mostly scheduling noise, and a p99 of a
+# hundred calls is their second slowest.
 GATES = [
     "accuracy_delta>=-0.03,interval=1s,min_inferences=50",
     "error_rate_delta<=0.01,interval=1s,min_inferences=50",
-    "p99_ratio<=4,interval=1s,min_inferences=50",
+    "p99_ratio<=4,interval=1s,min_inferences=500",
 ]
 
 
