@@ -6,6 +6,8 @@ and the agent (and the simulator) call them; this package never imports either.
 Aggregation strategies live in :mod:`edgefleet.federated.strategies`; their spec parser is
 re-exported here as ``strategy_from_spec`` / ``strategy_spec_of``. Update codecs live in
 :mod:`edgefleet.federated.compression`; theirs are ``codec_from_spec`` / ``codec_spec_of``.
+Local training hooks (:class:`Task`, found by :func:`load_task`) live in
+:mod:`edgefleet.federated.task`, the digits example in :mod:`edgefleet.federated.tasks`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ from edgefleet.federated.strategies import (
 )
 from edgefleet.federated.strategies import from_spec as strategy_from_spec
 from edgefleet.federated.strategies import spec_of as strategy_spec_of
+from edgefleet.federated.task import (
+    Dataset,
+    Task,
+    TaskSpecError,
+    TrainConfig,
+    get_params,
+    load_task,
+    set_params,
+)
 
 __all__ = [
     "CODECS",
@@ -55,6 +66,7 @@ __all__ = [
     "Codec",
     "CodecSpecError",
     "DGCCodec",
+    "Dataset",
     "DenseCodec",
     "Downlink",
     "FedAdam",
@@ -68,7 +80,10 @@ __all__ = [
     "Params",
     "PayloadError",
     "Strategy",
+    "Task",
+    "TaskSpecError",
     "TopKCodec",
+    "TrainConfig",
     "TrimmedMean",
     "Vector",
     "apply_downlink",
@@ -78,10 +93,13 @@ __all__ = [
     "downlink_for",
     "encode_downlink",
     "flatten",
+    "get_params",
     "layout_of",
+    "load_task",
     "model_hash",
     "proximal_gradient",
     "proximal_term",
+    "set_params",
     "strategy_from_spec",
     "strategy_spec_of",
     "unflatten",
