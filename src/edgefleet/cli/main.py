@@ -19,6 +19,7 @@ from edgefleet import __version__
 from edgefleet.cli import fleet, rollout
 from edgefleet.cli.agent import agent_command
 from edgefleet.cli.bench import bench_app
+from edgefleet.cli.fl import fl_app
 from edgefleet.cli.server import server_app
 from edgefleet.errors import (
     AuthError,
@@ -57,6 +58,7 @@ app.add_typer(server_app, name="server")
 fleet.register(app)
 app.add_typer(rollout.rollout_app, name="rollout")
 app.add_typer(rollout.policy_app, name="policy")
+app.add_typer(fl_app, name="fl")
 app.command("agent")(agent_command)
 
 
