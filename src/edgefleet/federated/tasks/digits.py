@@ -70,12 +70,12 @@ def _one_thread(torch: Any) -> Iterator[None]:
 
 
 class DigitsTask(Task):
-    """The digits CNN with SGD local training (``learning_rate`` 0.05, momentum 0.9, batch 32)."""
+    """The digits CNN with SGD local training (``learning_rate`` 0.05, momentum 0.9, batch 8)."""
 
     name: ClassVar[str] = "digits"
 
     def __init__(
-        self, learning_rate: float = 0.05, batch_size: int = 32, momentum: float = 0.9
+        self, learning_rate: float = 0.05, batch_size: int = 8, momentum: float = 0.9
     ) -> None:
         self.learning_rate = learning_rate
         self.batch_size = batch_size
