@@ -55,17 +55,13 @@ def test_a_short_dense_run_prints_the_table_and_improves_accuracy() -> None:
 
 
 def test_json_output_carries_every_round_and_a_summary() -> None:
-    run = fl_simulate(
-        *SHORT,
-        "--partition",
-        "dirichlet:0.5",
-        "--compression",
-        "dgc:0.99",
-        "--dropout",
-        "0.3",
-        "--json",
-    )
-    assert run.returncode == 0, run.stderr
+    from typer.testing import CliRunner
+
+    from edgefleet.cli.main import app
+
+    args = ["--partition", "dirichlet:0.5", "--compression", "dgc:0.99", "--dropout", "0.3"]
+    run = CliRunner().invoke(app, ["fl", "simulate", *SHORT, *args, "--json"])
+    assert run.exit_code == 0, run.output
     document = json.loads(run.stdout)
     assert document["config"]["compression"] == "dgc:0.99"
     assert [r["round"] for r in document["rounds"]] == [1, 2, 3]
