@@ -115,8 +115,8 @@ def test_sigterm_lets_the_running_request_finish(model_cache: Path) -> None:
     assert time.monotonic() - t0 < 30
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_missing_model_is_one_clear_line(tmp_path: Path) -> None:
@@ -187,9 +187,13 @@ def test_models_build_writes_the_demo_assets(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.timeout(420)
 def test_demo_runs_to_the_end(tmp_path: Path) -> None:
-    result = run_cli("demo", "--workdir", str(tmp_path), "--seconds", "0.3")
+    """The whole story, rollouts included (about two minutes on an idle 2-core machine)."""
+    result = run_cli("demo", "--workdir", str(tmp_path), "--seconds", "0.3", timeout=400)
     assert result.returncode == 0, result.stderr
     assert "p99" in result.stdout
     assert re.search(r"accuracy on \d+ held-out digits .*: 9\d\.\d%", result.stdout)
+    assert "every device now serves digits@2" in result.stdout
+    assert re.search(r"rolled back automatically: gate failed: accuracy_delta", result.stdout)
     assert "Done." in result.stdout
