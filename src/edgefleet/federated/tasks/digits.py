@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from edgefleet.federated.task import Dataset, Task, TrainConfig, require_torch
 
-__all__ = ["DigitsTask", "digits_arrays", "export_onnx"]
+__all__ = ["DigitsTask", "digits_arrays", "digits_onnx", "export_onnx"]
 
 OPSET = 17
 
@@ -178,11 +178,23 @@ class DigitsTask(Task):
 
 def export_onnx(model: Any, path: Path | str) -> Path:
     """Write the digits CNN ``model`` as ONNX (``input`` -> ``probabilities``); the path."""
+    w = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    target = Path(path)
+    target.write_bytes(digits_onnx(w, graph_name="digits_cnn_federated").SerializeToString())
+    return target
+
+
+def digits_onnx(
+    weights: dict[str, NDArray[np.float32]], *, graph_name: str, doc_string: str = ""
+) -> Any:
+    """The digits CNN as an ``onnx.ModelProto`` from its weights (``conv1``, ``conv2``, ``fc``).
+
+    ``input`` ``[batch,1,8,8]`` float32 -> ``probabilities`` ``[batch,10]`` (a softmax).
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    w = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-    initializers = [numpy_helper.from_array(w[name], name) for name in sorted(w)]
+    initializers = [numpy_helper.from_array(weights[name], name) for name in sorted(weights)]
     pads = [1, 1, 1, 1]
     nodes = [
         helper.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["c1"], pads=pads),
@@ -197,19 +209,18 @@ def export_onnx(model: Any, path: Path | str) -> Path:
     ]
     graph = helper.make_graph(
         nodes,
-        "digits_cnn_federated",
+        graph_name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10])],
         initializer=initializers,
     )
-    onnx_model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgefleet"
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="edgefleet",
+        doc_string=doc_string,
     )
-    onnx_model.ir_version = 8
-    helper.set_model_props(
-        onnx_model, {"edgefleet.task": "classification", "edgefleet.classes": "10"}
-    )
-    onnx.checker.check_model(onnx_model)
-    target = Path(path)
-    target.write_bytes(onnx_model.SerializeToString())
-    return target
+    model.ir_version = 8
+    helper.set_model_props(model, {"edgefleet.task": "classification", "edgefleet.classes": "10"})
+    onnx.checker.check_model(model)
+    return model

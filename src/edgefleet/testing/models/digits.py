@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnx import TensorProto, helper, numpy_helper
 
+from edgefleet.federated.tasks.digits import digits_onnx
 from edgefleet.testing.models._cache import cached_model
 
 __all__ = ["DigitsData", "build_digits_classifier", "digits_data"]
 
-_BUILDER_VERSION = 1
+_BUILDER_VERSION = 2  # 2: graph from edgefleet.federated.tasks.digits, initializers by name
 OPSET = 17
 
 
@@ -110,39 +110,11 @@ def _train_and_convert(epochs: int, seed: int) -> onnx.ModelProto:
 
 
 def _to_onnx(w: dict[str, NDArray[np.float32]]) -> onnx.ModelProto:
-    init = [
-        numpy_helper.from_array(w["0.weight"], "conv1.weight"),
-        numpy_helper.from_array(w["0.bias"], "conv1.bias"),
-        numpy_helper.from_array(w["3.weight"], "conv2.weight"),
-        numpy_helper.from_array(w["3.bias"], "conv2.bias"),
-        numpy_helper.from_array(w["7.weight"], "fc.weight"),
-        numpy_helper.from_array(w["7.bias"], "fc.bias"),
-    ]
-    pads = [1, 1, 1, 1]
-    nodes = [
-        helper.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["c1"], pads=pads),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Conv", ["p1", "conv2.weight", "conv2.bias"], ["c2"], pads=pads),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Flatten", ["p2"], ["flat"], axis=1),
-        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], transB=1),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "digits_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 8, 8])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10])],
-        initializer=init,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="edgefleet",
+    names = {"0": "conv1", "3": "conv2", "7": "fc"}  # nn.Sequential indices -> graph names
+    weights = {f"{names[k.split('.')[0]]}.{k.split('.')[1]}": v for k, v in w.items()}
+    model: onnx.ModelProto = digits_onnx(
+        weights,
+        graph_name="digits_cnn",
         doc_string="CNN digit classifier trained on scikit-learn's digits",
     )
-    model.ir_version = 8
-    helper.set_model_props(model, {"edgefleet.task": "classification", "edgefleet.classes": "10"})
     return model
