@@ -143,6 +143,46 @@ class Task(abc.ABC):
     def evaluate(self, model: Any, data: Dataset) -> dict[str, float]:
         """Metrics of ``model`` on ``data``; at least ``accuracy`` and ``loss``."""
 
+    def to_onnx(self, model: Any) -> bytes:
+        """``model`` as a serialized ONNX model, for the registry (the job's result).
+
+        Tasks whose result is registered override it; the default names what is missing.
+        """
+        raise NotImplementedError(
+            f"task {self.name!r} cannot export ONNX: implement Task.to_onnx to register its result"
+        )
+
+    def params_from_onnx(self, onnx_bytes: bytes) -> Vector:
+        """The flat parameters of a registered ONNX model, to start a federated job from it.
+
+        The default reads the model's initializers named like the floating-point entries of
+        :meth:`build_model`'s ``state_dict`` (as ``torch.onnx.export`` and :meth:`to_onnx`
+        name them), in that order.
+
+        Raises
+        ------
+        ValueError
+            An initializer is missing or has another shape than the task's model.
+        """
+        import onnx
+        from onnx import numpy_helper
+
+        proto = onnx.load_from_string(onnx_bytes)
+        found = {init.name: init for init in proto.graph.initializer}
+        template = _float_state(self.build_model())
+        arrays: dict[str, NDArray[np.float32]] = {}
+        for name, expected in template.items():
+            if name not in found:
+                raise ValueError(f"the ONNX model has no initializer {name!r} of task {self.name}")
+            array = numpy_helper.to_array(found[name]).astype(np.float32)
+            if array.shape != expected.shape:
+                raise ValueError(
+                    f"initializer {name!r} has shape {list(array.shape)}, "
+                    f"task {self.name} expects {list(expected.shape)}"
+                )
+            arrays[name] = array
+        return flatten(arrays)[0]
+
 
 def require_torch() -> Any:
     """The ``torch`` module, or ``ImportError`` with the install hint."""
