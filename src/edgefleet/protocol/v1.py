@@ -13,7 +13,15 @@ path                          method  request body                       respons
 ``/telemetry``                POST    :class:`TelemetryBatch`            :class:`BatchAck`
 ``/tuf/metadata/{file}``      GET                                        TUF metadata JSON
 ``/tuf/targets/{file}``       GET     (``Range`` honoured)               model bytes
+``/fl/{job}/{round}/model``   GET                                        global model (downlink)
+``/fl/{job}/{round}/update``  POST    encoded update (octet-stream)      :class:`FLUpdateAck`
+``/fl/{job}/{round}/decline`` POST    :class:`FLDecline`                 :class:`FLUpdateAck`
 ============================  ======  =================================  ==========================
+
+A federated round reaches a device as :attr:`DesiredState.fl`. The update's body is the
+codec's payload (:mod:`edgefleet.federated.compression`); the number of training examples and
+the device's own metrics travel in the headers :data:`FL_EXAMPLES_HEADER` and
+:data:`FL_METRICS_HEADER` (a JSON object of numbers).
 
 >>> Heartbeat(inventory=Inventory(arch="x86_64")).inventory.arch
 'x86_64'
@@ -27,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "API_PREFIX",
+    "FL_EXAMPLES_HEADER",
+    "FL_METRICS_HEADER",
     "ActiveModel",
     "BatchAck",
     "DesiredModel",
@@ -36,6 +46,9 @@ __all__ = [
     "Event",
     "EventBatch",
     "EventKind",
+    "FLAssignment",
+    "FLDecline",
+    "FLUpdateAck",
     "Heartbeat",
     "HeartbeatAck",
     "Inventory",
@@ -50,6 +63,10 @@ __all__ = [
 ]
 
 API_PREFIX = "/api/device/v1"
+FL_EXAMPLES_HEADER = "X-Edgefleet-Examples"
+"""Header of an update upload: the number of local training examples behind it."""
+FL_METRICS_HEADER = "X-Edgefleet-Metrics"
+"""Header of an update upload: the device's training metrics as a JSON object of numbers."""
 
 _LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$"
 
@@ -85,6 +102,11 @@ class Inventory(_Body):
     execution_providers: list[str] = Field(default_factory=list)
     agent_version: str = ""
     active_model: ActiveModel | None = None
+    fl_tasks: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Federated tasks this device trains (none: it takes no part in FL jobs).",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
 
 
@@ -172,6 +194,33 @@ class UpdatePolicy(_Body):
     daily_download_bytes: int | None = Field(default=None, ge=1)
 
 
+class FLAssignment(_Body):
+    """A federated round this device takes part in: train from the round's model, send the delta.
+
+    The device fetches the round's global model, checks it against ``model_hash``, trains it on
+    its local data with ``task``, encodes ``trained - global`` with ``compression`` (keeping
+    the codec's state, e.g. error-feedback residuals, on its disk), and uploads the payload.
+    """
+
+    job_id: str = Field(min_length=1, max_length=64)
+    round: int = Field(ge=1)
+    task: str = Field(min_length=1, max_length=200, description="Task spec the device trains.")
+    model_hash: str = Field(
+        pattern=r"^[0-9a-f]{16}$", description="model_hash of the round's global model."
+    )
+    num_params: int = Field(ge=1)
+    compression: str = Field(max_length=200, description="Uplink codec spec, e.g. dgc:0.999.")
+    local_epochs: int = Field(default=1, ge=1, le=1000)
+    learning_rate: float | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, ge=1)
+    mu: float = Field(default=0.0, ge=0, description="FedProx proximal coefficient.")
+    privacy: str | None = Field(
+        default=None, max_length=200, description="Differential privacy applied on the device."
+    )
+    seed: int = Field(default=0, ge=0, description="Seeds local training (with round, device).")
+    deadline: float = Field(description="Server time after which the update is refused.")
+
+
 class DesiredState(_Body):
     """What one device should run, signed by the server (Uptane's director role, simplified)."""
 
@@ -185,6 +234,9 @@ class DesiredState(_Body):
     )
     policy: UpdatePolicy | None = Field(
         default=None, description="Maintenance windows and download budget for this device."
+    )
+    fl: FLAssignment | None = Field(
+        default=None, description="The federated round this device should train, if any."
     )
 
 
@@ -222,6 +274,7 @@ EventKind = Literal[
     "shadow_started",
     "shadow_stopped",
     "telemetry_dropped",
+    "fl_update",
     "error",
 ]
 
@@ -291,3 +344,18 @@ class BatchAck(_Body):
 
     accepted: int
     duplicates: int
+
+
+class FLUpdateAck(_Body):
+    """The server's answer to an update: taken into the round, or why not."""
+
+    job_id: str
+    round: int
+    accepted: bool
+    detail: str = ""
+
+
+class FLDecline(_Body):
+    """A device says it will not train a round it was given (task not enabled, no data...)."""
+
+    reason: str = Field(min_length=1, max_length=1000)

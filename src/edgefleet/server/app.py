@@ -14,6 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from edgefleet import __version__
 from edgefleet.protocol.signing import SigningKey
+from edgefleet.protocol.v1 import API_PREFIX
+from edgefleet.server.api import fl as fl_api
 from edgefleet.server.api.device import v1 as device_v1
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.api.limits import BodyLimit
@@ -24,7 +26,7 @@ from edgefleet.server.context import ServerContext
 from edgefleet.server.registry.artifacts import ArtifactStore
 from edgefleet.server.registry.keys import ExpirySettings, RepositoryKeys
 from edgefleet.server.registry.tuf_repo import TufRepository
-from edgefleet.server.services import rollout_eval
+from edgefleet.server.services import fl, rollout_eval
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.store import open_store
 
@@ -34,6 +36,8 @@ log = logging.getLogger("edgefleet.server")
 
 _ROLLOUTS = "rollout-evaluator"
 """The lease that lets one server process at a time evaluate rollouts."""
+_FEDERATED = "fl-coordinator"
+"""The lease that lets one server process at a time open and close federated rounds."""
 DIRECTOR_KEY = "director.key"
 
 
@@ -103,6 +107,20 @@ async def _rollout_loop(ctx: ServerContext) -> None:
         await asyncio.sleep(interval)
 
 
+async def _fl_loop(ctx: ServerContext) -> None:
+    """Step running federated jobs; one server process at a time (a lease) does it."""
+    interval = ctx.settings.fl_eval_s
+    lease = max(3 * interval, 30.0)
+    while True:
+        try:
+            now = time.time()
+            if await run_in_threadpool(ctx.store.try_lock, _FEDERATED, ctx.instance, lease, now):
+                await run_in_threadpool(fl.step_all, ctx, now)
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("stepping federated jobs failed")
+        await asyncio.sleep(interval)
+
+
 async def _refresh_loop(ctx: ServerContext) -> None:
     """Keep the desired-version cache current with other server processes' writes."""
     interval = ctx.settings.desired_state_refresh_s
@@ -150,6 +168,7 @@ def create_app(
             asyncio.create_task(_refresh_loop(context)),
             asyncio.create_task(_flush_loop(context)),
             asyncio.create_task(_rollout_loop(context)),
+            asyncio.create_task(_fl_loop(context)),
         ]
         if on_ready is not None:
             on_ready()
@@ -165,7 +184,7 @@ def create_app(
                 await run_in_threadpool(context.heartbeats.flush)
             except Exception:
                 log.exception("storing the last heartbeats at shutdown failed")
-            for lock in ("resign", _ROLLOUTS):
+            for lock in ("resign", _ROLLOUTS, _FEDERATED):
                 with contextlib.suppress(Exception):
                     context.store.release_lock(lock, context.instance)
             if own:
@@ -184,6 +203,8 @@ def create_app(
     app.include_router(device_v1.router)
     app.include_router(operator_router)
     app.include_router(rollouts_router)
+    app.include_router(fl_api.operator_router)
+    app.include_router(fl_api.device_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -193,6 +214,9 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         default=settings.max_body_bytes,
-        limits={f"{OPERATOR_PREFIX}/models": settings.max_model_bytes + 1024 * 1024},
+        limits={
+            f"{OPERATOR_PREFIX}/models": settings.max_model_bytes + 1024 * 1024,
+            f"{API_PREFIX}/fl/": settings.max_fl_update_bytes,
+        },
     )
     return app

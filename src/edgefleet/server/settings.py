@@ -89,6 +89,18 @@ class ServerSettings(BaseSettings):
         description="How often running rollouts are evaluated (each gate also has its own "
         "interval); one server process at a time does it.",
     )
+    fl_eval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often federated jobs are stepped (open a round, close one that is "
+        "due); one server process at a time does it.",
+    )
+    max_fl_update_bytes: int = Field(
+        default=256 * MiB,
+        gt=0,
+        description="Largest federated update upload on any job (each job also refuses an "
+        "update larger than a dense float32 copy of its model).",
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -13,6 +13,7 @@ from edgefleet.protocol.v1 import (
     DesiredState,
     EnrollRequest,
     EnrollResponse,
+    FLAssignment,
     Heartbeat,
     ShadowSpec,
     SignedDesiredState,
@@ -106,5 +107,6 @@ def signed_desired_state(ctx: ServerContext, device_id: str, now: float) -> Sign
         model=DesiredModel.model_validate(row.model) if row.model else None,
         shadow=ShadowSpec.model_validate(row.shadow) if row.shadow else None,
         policy=policy_for(ctx, device_id),
+        fl=FLAssignment.model_validate(row.fl) if row.fl else None,
     )
     return sign_desired_state(state, ctx.director)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -91,6 +91,7 @@ class DesiredStateStore(StoreBase):
                     "version": upsert.excluded.version,
                     "model": upsert.excluded.model,
                     "shadow": upsert.excluded.shadow,
+                    # a federated assignment is kept: it changes only through set_fl_assignments
                     "issued_at": upsert.excluded.issued_at,
                     "expires_at": upsert.excluded.expires_at,
                 },
@@ -150,7 +151,55 @@ class DesiredStateStore(StoreBase):
             issued_at=row.issued_at,
             expires_at=row.expires_at,
             shadow=None if row.shadow is None else dict(row.shadow),
+            fl=None if row.fl is None else dict(row.fl),
         )
+
+    def set_fl_assignments(
+        self,
+        assignments: Mapping[str, dict[str, Any] | None],
+        now: float,
+        expires_at: float,
+    ) -> dict[str, int]:
+        """Set (or, with None, clear) the federated assignment of each device, in one transaction.
+
+        The model and shadow parts of each desired state stay as they are; every device's
+        desired version grows by one. Unknown devices are skipped (a device deleted mid-job).
+
+        Returns
+        -------
+        dict of str to int
+            Device id -> its new desired-state version, for the devices that exist.
+        """
+        ids = sorted(assignments)
+        if not ids:
+            return {}
+        table = schema.desired_states
+        with self._write() as connection:
+            versions = self._bump_versions(connection, ids)
+            for device_id, version in versions.items():
+                upsert = self._insert(table)
+                statement = upsert.on_conflict_do_update(
+                    index_elements=[table.c.device_id],
+                    set_={
+                        "version": upsert.excluded.version,
+                        "fl": upsert.excluded.fl,
+                        "issued_at": upsert.excluded.issued_at,
+                        "expires_at": upsert.excluded.expires_at,
+                    },
+                )
+                connection.execute(
+                    statement,
+                    {
+                        "device_id": device_id,
+                        "version": version,
+                        "model": None,
+                        "shadow": None,
+                        "fl": assignments[device_id],
+                        "issued_at": now,
+                        "expires_at": expires_at,
+                    },
+                )
+        return versions
 
     def list_desired_states(self, device_ids: Sequence[str]) -> dict[str, DesiredStateRow]:
         """Device id -> newest desired state, for those of ``device_ids`` that have one."""
@@ -167,6 +216,7 @@ class DesiredStateStore(StoreBase):
                         issued_at=row.issued_at,
                         expires_at=row.expires_at,
                         shadow=None if row.shadow is None else dict(row.shadow),
+                        fl=None if row.fl is None else dict(row.fl),
                     )
         return out
 

@@ -134,6 +134,7 @@ class DesiredStateRow:
     issued_at: float
     expires_at: float
     shadow: dict[str, Any] | None = None
+    fl: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -206,3 +207,62 @@ class RolloutEventRow:
     at: float
     kind: str
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FLJobRow:
+    """A federated job: what it trains, how, and where it stands.
+
+    ``config`` holds the job's settings (rounds, per_round, strategy, compression, deadline_s,
+    ...); ``model_sha256`` the artifact of the current global parameters; ``strategy_state``
+    and ``privacy_state`` the server-side state that must survive a restart.
+    """
+
+    job_id: str
+    model: str
+    base_version: str
+    task: str
+    selector: dict[str, str]
+    config: dict[str, Any]
+    state: str
+    round: int
+    model_sha256: str
+    strategy_state: dict[str, Any]
+    privacy_state: dict[str, Any]
+    result_version: str | None
+    reason: str
+    revision: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class FLRoundRow:
+    """One round of a job (``state``: ``open``, ``closed`` or ``failed``)."""
+
+    job_id: str
+    round: int
+    state: str
+    opened_at: float
+    deadline: float
+    closed_at: float | None
+    model_hash: str
+    model_sha256: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FLUpdateRow:
+    """A device's part in a round (``state``: ``assigned``, ``accepted`` or ``rejected``)."""
+
+    job_id: str
+    round: int
+    device_id: str
+    state: str
+    reason: str
+    num_examples: int
+    bytes_up: int
+    bytes_down: int
+    payload_sha256: str | None
+    metrics: dict[str, Any]
+    updated_at: float

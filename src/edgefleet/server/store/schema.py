@@ -14,6 +14,9 @@ __all__ = [
     "devices",
     "enroll_tokens",
     "events",
+    "fl_jobs",
+    "fl_rounds",
+    "fl_updates",
     "locks",
     "metadata",
     "model_versions",
@@ -92,6 +95,7 @@ desired_states = sa.Table(
     sa.Column("issued_at", TIME, nullable=False),
     sa.Column("expires_at", TIME, nullable=False),
     sa.Column("shadow", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("fl", sa.JSON(none_as_null=True), nullable=True),
 )
 
 model_versions = sa.Table(
@@ -245,3 +249,72 @@ rollout_events = sa.Table(
     sa.Column("detail", sa.JSON(), nullable=False),
     sa.Index(None, "rollout_id", "at"),
 )
+
+fl_jobs = sa.Table(
+    "fl_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("base_version", sa.String(200), nullable=False),
+    sa.Column("task", sa.String(200), nullable=False),
+    sa.Column("selector", sa.JSON(), nullable=False),
+    sa.Column("config", sa.JSON(), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("round", sa.Integer(), nullable=False),
+    sa.Column("model_sha256", sa.String(64), nullable=False),
+    sa.Column("strategy_state", sa.JSON(), nullable=False),
+    sa.Column("privacy_state", sa.JSON(), nullable=False),
+    sa.Column("result_version", sa.String(200), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("revision", sa.Integer(), nullable=False),
+    sa.Column("created_at", TIME, nullable=False),
+    sa.Column("updated_at", TIME, nullable=False),
+    sa.Index(None, "state"),
+)
+"""Federated jobs. ``model_sha256`` names the artifact of the current global parameters."""
+
+fl_rounds = sa.Table(
+    "fl_rounds",
+    metadata,
+    sa.Column(
+        "job_id",
+        sa.String(64),
+        sa.ForeignKey("fl_jobs.job_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("round", sa.Integer(), primary_key=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("opened_at", TIME, nullable=False),
+    sa.Column("deadline", TIME, nullable=False),
+    sa.Column("closed_at", TIME, nullable=True),
+    sa.Column("model_hash", sa.String(16), nullable=False),
+    sa.Column("model_sha256", sa.String(64), nullable=False),
+    sa.Column("result", sa.JSON(), nullable=False),
+)
+"""One row per round: its global model (artifact), deadline, and once closed what came of it."""
+
+fl_updates = sa.Table(
+    "fl_updates",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(64), nullable=False),
+    sa.Column("round", sa.Integer(), nullable=False),
+    sa.Column("device_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("num_examples", sa.BigInteger(), nullable=False),
+    sa.Column("bytes_up", sa.BigInteger(), nullable=False),
+    sa.Column("bytes_down", sa.BigInteger(), nullable=False),
+    sa.Column("payload_sha256", sa.String(64), nullable=True),
+    sa.Column("metrics", sa.JSON(), nullable=False),
+    sa.Column("updated_at", TIME, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["job_id", "round"], ["fl_rounds.job_id", "fl_rounds.round"], ondelete="CASCADE"
+    ),
+    sa.UniqueConstraint("job_id", "round", "device_id"),
+)
+"""A device's part in a round: ``assigned``, then ``accepted`` or ``rejected`` (with a reason).
+
+Updates that arrive from devices not selected, or after the round closed, are refused and
+counted on the round instead (no row: the device had no part in it).
+"""

@@ -13,6 +13,7 @@ from edgefleet.server.store._engine import create_store_engine, describe_error
 from edgefleet.server.store.desired_states import DesiredStateStore
 from edgefleet.server.store.devices import DeviceStore
 from edgefleet.server.store.events import EventStore
+from edgefleet.server.store.fl_jobs import FLStore
 from edgefleet.server.store.locks import LockStore
 from edgefleet.server.store.model_versions import ModelVersionStore
 from edgefleet.server.store.releases import ReleaseStore
@@ -32,6 +33,7 @@ class Store(
     ModelVersionStore,
     ReleaseStore,
     RolloutStore,
+    FLStore,
     EventStore,
     TelemetryStore,
     MetadataStore,

@@ -1,0 +1,634 @@
+"""Federated jobs through the fleet: start, step rounds, take updates, report status.
+
+A job moves by :func:`step_all`, which the server's federated loop calls every
+``fl_eval_s`` under a lease (one server process at a time). Each step of a running job does
+at most one thing, persisted before anyone hears of it:
+
+- **open** a round: select devices (online, matching the selector, training the job's task),
+  store the round with its participants, then give each selected device an
+  :class:`~edgefleet.protocol.v1.FLAssignment` in its desired state;
+- **close** a round that is due (every selected device answered, enough updates, or the
+  deadline): decode the accepted updates, aggregate them with the job's strategy, evaluate the
+  new global model on the task's held-out data, store it and the strategy's state with the
+  round's result in one transaction, then clear the devices' assignments;
+- **finish** after the last round: export the global model to ONNX, calibrate it, register it
+  as a new version of the job's model (ready for ``edgefleet rollout``).
+
+A restart between "stored" and "told the devices" is repaired by the next step, which
+re-issues the assignments of the open round. Devices upload through :func:`receive_update`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+from typing import Any
+
+import numpy as np
+
+from edgefleet.errors import (
+    ConflictError,
+    EdgefleetError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProtocolError,
+)
+from edgefleet.federated import (
+    ClientUpdate,
+    codec_from_spec,
+    model_hash,
+    strategy_from_spec,
+)
+from edgefleet.federated.compression import PayloadError
+from edgefleet.protocol.labels import matches
+from edgefleet.protocol.v1 import FLAssignment, FLUpdateAck
+from edgefleet.server.context import ServerContext
+from edgefleet.server.fl import JobConfig, close_reason, max_update_bytes, select_devices
+from edgefleet.server.services import fl_model
+from edgefleet.server.store import FLJobRow, FLRoundRow, FLUpdateRow
+
+__all__ = [
+    "cancel",
+    "decline",
+    "model_payload",
+    "receive_update",
+    "start",
+    "status",
+    "step_all",
+]
+
+log = logging.getLogger(__name__)
+
+_MAX_EXAMPLES = 10**9
+
+
+# -- starting and stopping ------------------------------------------------------------------
+
+
+def start(
+    ctx: ServerContext,
+    *,
+    task: str,
+    model: str,
+    version: str,
+    selector: dict[str, str],
+    config: JobConfig,
+    now: float,
+) -> FLJobRow:
+    """Check and store a new job, starting from registered model ``model@version``.
+
+    The first round opens at the federated loop's next step.
+
+    Raises
+    ------
+    ConfigurationError
+        The task cannot be loaded or the model does not fit it.
+    NotFoundError
+        No such model version.
+    """
+    loaded = fl_model.job_task(task)
+    params = fl_model.params_of_version(ctx, loaded, model, version)
+    initial = fl_model.evaluate(loaded, params)
+    strategy = strategy_from_spec(config.strategy)
+    row = FLJobRow(
+        job_id="fl-" + secrets.token_hex(6),
+        model=model,
+        base_version=version,
+        task=task,
+        selector=dict(selector),
+        config={**config.to_json(), "initial_metrics": initial, "num_params": int(params.size)},
+        state="running",
+        round=0,
+        model_sha256=fl_model.store_params(ctx, params),
+        strategy_state=strategy.state_dict(),
+        privacy_state={},
+        result_version=None,
+        reason="",
+        revision=1,
+        created_at=now,
+        updated_at=now,
+    )
+    return ctx.store.create_fl_job(row)
+
+
+def cancel(ctx: ServerContext, job_id: str, now: float) -> FLJobRow:
+    """Stop a running job; its devices' assignments are cleared.
+
+    Raises
+    ------
+    NotFoundError
+        No such job.
+    ConflictError
+        The job is not running.
+    """
+    job = _get(ctx, job_id)
+    if job.state != "running":
+        raise ConflictError(f"federated job {job_id} is {job.state}, not running")
+    job = ctx.store.update_fl_job(
+        job_id, job.revision, now, {"state": "cancelled", "reason": "cancelled by an operator"}
+    )
+    if job.round:
+        _clear_assignments(ctx, job, job.round, now)
+    return job
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+
+def step_all(ctx: ServerContext, now: float) -> None:
+    """Step every running job once (the federated loop's body)."""
+    for job in ctx.store.list_fl_jobs(states=("running",)):
+        try:
+            step(ctx, job, now)
+        except ConflictError as exc:  # another process or an operator moved it: next time
+            log.debug("federated job %s: %s", job.job_id, exc)
+        except Exception:
+            log.exception("stepping federated job %s failed; retrying", job.job_id)
+
+
+def step(ctx: ServerContext, job: FLJobRow, now: float) -> FLJobRow:
+    """Do the next thing a running job needs: open, close or finish a round (or nothing)."""
+    config = JobConfig.from_json(job.config)
+    if job.round == 0:
+        return _open_round(ctx, job, config, 1, now)
+    current = ctx.store.get_fl_round(job.job_id, job.round)
+    if current is None:  # cannot happen: a round is stored with the job's move to it
+        raise NotFoundError(f"job {job.job_id} has no round {job.round}")
+    if current.state == "open":
+        parts = ctx.store.list_fl_updates(job.job_id, current.round)
+        reason = close_reason(
+            states=[p.state for p in parts if p.state != "refused"],
+            min_results=config.min_results,
+            deadline=current.deadline,
+            now=now,
+        )
+        if reason is None:
+            _ensure_assignments(ctx, job, config, current, parts, now)
+            return job
+        return _close_round(ctx, job, config, current, parts, reason, now)
+    if job.round >= config.rounds:
+        return _finish(ctx, job, now)
+    return _open_round(ctx, job, config, job.round + 1, now)
+
+
+def _candidates(ctx: ServerContext, job: FLJobRow, now: float) -> list[str]:
+    """Devices that match the job's selector, are online and train its task."""
+    online_after = now - ctx.settings.device_offline_after_s
+    out = []
+    for device in ctx.store.list_devices(job.selector or None):
+        if device.last_seen_at < online_after or not matches(job.selector, device.labels):
+            continue
+        tasks = device.inventory.get("fl_tasks") or []
+        if job.task in tasks:
+            out.append(device.device_id)
+    return out
+
+
+def _open_round(
+    ctx: ServerContext, job: FLJobRow, config: JobConfig, round_: int, now: float
+) -> FLJobRow:
+    candidates = _candidates(ctx, job, now)
+    if not candidates:
+        reason = "waiting for devices: none online matches the selector and trains " + job.task
+        if job.reason != reason:
+            return ctx.store.update_fl_job(job.job_id, job.revision, now, {"reason": reason})
+        return job
+    selected = select_devices(candidates, config.per_round, seed=config.seed, round_=round_)
+    params = fl_model.load_params(ctx, job.model_sha256)
+    row = FLRoundRow(
+        job_id=job.job_id,
+        round=round_,
+        state="open",
+        opened_at=now,
+        deadline=now + config.deadline_s,
+        closed_at=None,
+        model_hash=model_hash(params),
+        model_sha256=job.model_sha256,
+        result={"candidates": len(candidates)},
+    )
+    job = ctx.store.open_fl_round(job, now, row, selected)
+    if job.reason:
+        job = ctx.store.update_fl_job(job.job_id, job.revision, now, {"reason": ""})
+    _assign(ctx, job, config, row, selected, now)
+    log.info(
+        "federated job %s: round %d opened with %d of %d devices",
+        job.job_id,
+        round_,
+        len(selected),
+        len(candidates),
+    )
+    return job
+
+
+def _assignment(job: FLJobRow, config: JobConfig, round_row: FLRoundRow) -> dict[str, Any]:
+    strategy = strategy_from_spec(config.strategy)
+    mu = strategy.config_for_client().get("mu", 0.0)
+    return FLAssignment(
+        job_id=job.job_id,
+        round=round_row.round,
+        task=job.task,
+        model_hash=round_row.model_hash,
+        num_params=int(job.config["num_params"]),
+        compression=config.compression,
+        local_epochs=config.local_epochs,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        mu=float(mu) if isinstance(mu, int | float) else 0.0,
+        privacy=config.privacy,
+        seed=config.seed,
+        deadline=round_row.deadline,
+    ).model_dump(mode="json")
+
+
+def _assign(
+    ctx: ServerContext,
+    job: FLJobRow,
+    config: JobConfig,
+    round_row: FLRoundRow,
+    device_ids: list[str],
+    now: float,
+) -> None:
+    if not device_ids:
+        return
+    assignment = _assignment(job, config, round_row)
+    expires_at = now + ctx.settings.desired_state_expiry_s
+    versions = ctx.store.set_fl_assignments(dict.fromkeys(device_ids, assignment), now, expires_at)
+    for device_id, version in versions.items():
+        ctx.versions.record(device_id, version, expires_at)
+    ctx.changes.changed()
+
+
+def _ensure_assignments(
+    ctx: ServerContext,
+    job: FLJobRow,
+    config: JobConfig,
+    round_row: FLRoundRow,
+    parts: list[FLUpdateRow],
+    now: float,
+) -> None:
+    """Re-issue assignments a restart may have kept from the selected devices."""
+    waiting = [p.device_id for p in parts if p.state == "assigned"]
+    if not waiting:
+        return
+    states = ctx.store.list_desired_states(waiting)
+    missing = [
+        device_id
+        for device_id in waiting
+        if not _holds(states[device_id].fl if device_id in states else None, job, round_row)
+    ]
+    if missing:
+        log.info("federated job %s: re-issuing %d assignments", job.job_id, len(missing))
+        _assign(ctx, job, config, round_row, missing, now)
+
+
+def _holds(fl: dict[str, Any] | None, job: FLJobRow, round_row: FLRoundRow) -> bool:
+    return fl is not None and fl.get("job_id") == job.job_id and fl.get("round") == round_row.round
+
+
+def _clear_assignments(ctx: ServerContext, job: FLJobRow, round_: int, now: float) -> None:
+    parts = ctx.store.list_fl_updates(job.job_id, round_)
+    ids = [p.device_id for p in parts if p.state != "refused"]
+    states = ctx.store.list_desired_states(ids)
+    holding = [d for d in ids if d in states and (states[d].fl or {}).get("job_id") == job.job_id]
+    if holding:
+        expires_at = now + ctx.settings.desired_state_expiry_s
+        versions = ctx.store.set_fl_assignments(dict.fromkeys(holding), now, expires_at)
+        for device_id, version in versions.items():
+            ctx.versions.record(device_id, version, expires_at)
+        ctx.changes.changed()
+
+
+def _close_round(
+    ctx: ServerContext,
+    job: FLJobRow,
+    config: JobConfig,
+    round_row: FLRoundRow,
+    parts: list[FLUpdateRow],
+    why: str,
+    now: float,
+) -> FLJobRow:
+    task = fl_model.job_task(job.task)
+    global_model = fl_model.load_params(ctx, round_row.model_sha256)
+    accepted = [p for p in parts if p.state == "accepted"]
+    codec = codec_from_spec(config.compression)
+    updates = [
+        ClientUpdate(
+            codec.decode(ctx.artifacts.path(str(p.payload_sha256)).read_bytes(), global_model.size),
+            p.num_examples,
+        )
+        for p in accepted
+    ]
+    strategy = strategy_from_spec(config.strategy)
+    strategy.load_state_dict(job.strategy_state)
+    changes: dict[str, Any] = {}
+    if updates:
+        new_model = strategy.aggregate(global_model, updates)
+        changes = {
+            "model_sha256": fl_model.store_params(ctx, new_model),
+            "strategy_state": strategy.state_dict(),
+        }
+        state = "closed"
+    else:
+        new_model = global_model
+        state = "failed"
+        why = f"{why}; no update: the global model stays"
+    metrics = fl_model.evaluate(task, new_model)
+    selected = [p for p in parts if p.state != "refused"]
+    train_losses = [
+        float(p.metrics["loss"])
+        for p in accepted
+        if isinstance(p.metrics.get("loss"), int | float) and math.isfinite(p.metrics["loss"])
+    ]
+    result = {
+        **round_row.result,
+        "closed_by": why,
+        "selected": len(selected),
+        "participants": len(accepted),
+        "dropouts": sum(1 for p in selected if p.state == "assigned"),
+        "rejected": sum(1 for p in selected if p.state == "rejected"),
+        "refused": sum(1 for p in parts if p.state == "refused"),
+        "examples": sum(p.num_examples for p in accepted),
+        "bytes_up": sum(p.bytes_up for p in parts),
+        "bytes_down": sum(p.bytes_down for p in parts),
+        "metrics": metrics,
+        "train_loss": float(np.mean(train_losses)) if train_losses else None,
+    }
+    job = ctx.store.close_fl_round(job, now, round_row.round, state, result, changes)
+    _clear_assignments(ctx, job, round_row.round, now)
+    log.info(
+        "federated job %s: round %d %s (%s) accuracy %s",
+        job.job_id,
+        round_row.round,
+        state,
+        why,
+        metrics.get("accuracy"),
+    )
+    return job
+
+
+def _finish(ctx: ServerContext, job: FLJobRow, now: float) -> FLJobRow:
+    task = fl_model.job_task(job.task)
+    params = fl_model.load_params(ctx, job.model_sha256)
+    try:
+        with ctx.registry_lock:
+            version = fl_model.register_result(ctx, task, job.model, params, now, job.job_id)
+    except NotImplementedError as exc:
+        return ctx.store.update_fl_job(
+            job.job_id,
+            job.revision,
+            now,
+            {"state": "completed", "reason": f"not registered: {exc}"},
+        )
+    except EdgefleetError as exc:
+        return ctx.store.update_fl_job(
+            job.job_id,
+            job.revision,
+            now,
+            {"state": "failed", "reason": f"registering the result failed: {exc}"},
+        )
+    return ctx.store.update_fl_job(
+        job.job_id,
+        job.revision,
+        now,
+        {
+            "state": "completed",
+            "result_version": version,
+            "reason": f"registered {job.model}@{version}; roll it out with "
+            f"`edgefleet rollout start {job.model}@{version}`",
+        },
+    )
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+
+def model_payload(
+    ctx: ServerContext, device_id: str, job_id: str, round_: int
+) -> tuple[bytes, str]:
+    """The round's global model for a selected device (float32 little-endian) and its hash.
+
+    Raises
+    ------
+    NotFoundError
+        No such job or round.
+    ForbiddenError
+        The device was not selected for the round.
+    """
+    round_row = ctx.store.get_fl_round(job_id, round_)
+    if round_row is None:
+        raise NotFoundError(f"federated job {job_id} has no round {round_}")
+    part = ctx.store.get_fl_update(job_id, round_, device_id)
+    if part is None or part.state == "refused":
+        raise ForbiddenError(f"device {device_id} was not selected for round {round_}")
+    data = ctx.artifacts.path(round_row.model_sha256).read_bytes()
+    ctx.store.add_fl_bytes_down(job_id, round_, device_id, len(data))
+    return data, round_row.model_hash
+
+
+def receive_update(
+    ctx: ServerContext,
+    device_id: str,
+    job_id: str,
+    round_: int,
+    payload: bytes,
+    *,
+    examples: str | None,
+    metrics: str | None,
+    now: float,
+) -> FLUpdateAck:
+    """Check an uploaded update and take it into its round, or refuse it with the reason stored.
+
+    A payload that fails a check (size, example count, codec, shape, NaN or Inf) settles the
+    device's part as ``rejected`` with the reason; the round goes on without it. An update for
+    a closed round, or from a device that was not selected, is refused and noted on the round.
+    Sending the same accepted update again is acknowledged again (an upload retried after a
+    lost answer).
+
+    Raises
+    ------
+    NotFoundError
+        No such job or round.
+    ForbiddenError
+        The device was not selected for the round.
+    ConflictError
+        The round is closed, or the device already sent another update.
+    PayloadTooLargeError, ProtocolError
+        The update is malformed (after its rejection is stored).
+    """
+    job = _get(ctx, job_id)
+    round_row = ctx.store.get_fl_round(job_id, round_)
+    if round_row is None:
+        raise NotFoundError(f"federated job {job_id} has no round {round_}")
+    part = ctx.store.get_fl_update(job_id, round_, device_id)
+    if part is None or part.state == "refused":
+        reason = f"device {device_id} was not selected for round {round_}"
+        ctx.store.note_refused_fl_update(job_id, round_, device_id, reason, len(payload), now)
+        raise ForbiddenError(reason)
+    if part.state == "accepted":
+        sha256 = ctx.artifacts.put_bytes(payload)[0] if payload else ""
+        if sha256 == part.payload_sha256:
+            return FLUpdateAck(job_id=job_id, round=round_, accepted=True, detail="already taken")
+    if round_row.state != "open" or part.state != "assigned":
+        reason = (
+            f"round {round_} of job {job_id} is closed"
+            if round_row.state != "open"
+            else f"device {device_id} already sent round {round_} ({part.state})"
+        )
+        ctx.store.note_refused_fl_update(job_id, round_, device_id, reason, len(payload), now)
+        raise ConflictError(reason)
+    config = JobConfig.from_json(job.config)
+    num_params = int(job.config["num_params"])
+    try:
+        count = _examples(examples)
+        reported = _metrics(metrics)
+        delta = _decode(config, payload, num_params)
+    except (ProtocolError, PayloadTooLargeError) as exc:
+        ctx.store.settle_fl_update(
+            job_id, round_, device_id, now, state="rejected", reason=str(exc), bytes_up=len(payload)
+        )
+        raise
+    del delta  # decoded only to check it; aggregation decodes again from the stored payload
+    sha256, _ = ctx.artifacts.put_bytes(payload)
+    ctx.store.settle_fl_update(
+        job_id,
+        round_,
+        device_id,
+        now,
+        state="accepted",
+        num_examples=count,
+        bytes_up=len(payload),
+        payload_sha256=sha256,
+        metrics=reported,
+    )
+    return FLUpdateAck(job_id=job_id, round=round_, accepted=True)
+
+
+def decline(
+    ctx: ServerContext, device_id: str, job_id: str, round_: int, reason: str, now: float
+) -> FLUpdateAck:
+    """A selected device will not train the round (its reason is stored; the round goes on)."""
+    ctx.store.settle_fl_update(
+        job_id, round_, device_id, now, state="rejected", reason=f"declined: {reason}"
+    )
+    return FLUpdateAck(job_id=job_id, round=round_, accepted=False, detail="declined")
+
+
+def _examples(header: str | None) -> int:
+    if header is None:
+        raise ProtocolError("the update names no example count (X-Edgefleet-Examples header)")
+    try:
+        count = int(header)
+    except ValueError:
+        raise ProtocolError(f"example count {header[:40]!r} is not an integer") from None
+    if not 1 <= count <= _MAX_EXAMPLES:
+        raise ProtocolError(f"example count must be in [1, {_MAX_EXAMPLES}], got {count}")
+    return count
+
+
+def _metrics(header: str | None) -> dict[str, float]:
+    if not header:
+        return {}
+    try:
+        data = json.loads(header)
+    except ValueError:
+        raise ProtocolError("the update's metrics header is not JSON") from None
+    if not isinstance(data, dict) or len(data) > 32:
+        raise ProtocolError("the update's metrics must be a JSON object of at most 32 numbers")
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ProtocolError(f"metric {str(key)[:40]!r} is not a number")
+        out[str(key)[:64]] = float(value)
+    return out
+
+
+def _decode(config: JobConfig, payload: bytes, num_params: int) -> np.ndarray[Any, Any]:
+    limit = max_update_bytes(num_params)
+    if len(payload) > limit:
+        raise PayloadTooLargeError(
+            f"update of {len(payload)} bytes is over this job's limit of {limit} bytes "
+            f"({num_params} parameters)"
+        )
+    if not payload:
+        raise ProtocolError("the update is empty")
+    try:
+        delta = codec_from_spec(config.compression).decode(payload, num_params)
+    except PayloadError as exc:
+        raise ProtocolError(f"update does not decode as {config.compression}: {exc}") from exc
+    except ValueError as exc:
+        raise ProtocolError(f"update does not fit the model: {exc}") from exc
+    if not np.all(np.isfinite(delta)):
+        bad = int(np.count_nonzero(~np.isfinite(delta)))
+        raise ProtocolError(f"update holds {bad} NaN or infinite values")
+    return delta
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+def status(ctx: ServerContext, job_id: str, now: float) -> dict[str, Any]:
+    """A job, its rounds and the devices' parts in the current round, as JSON."""
+    job = _get(ctx, job_id)
+    rounds = ctx.store.list_fl_rounds(job_id)
+    parts = ctx.store.list_fl_updates(job_id)
+    by_round: dict[int, list[FLUpdateRow]] = {}
+    for part in parts:
+        by_round.setdefault(part.round, []).append(part)
+    return {
+        "job_id": job.job_id,
+        "model": job.model,
+        "base_version": job.base_version,
+        "task": job.task,
+        "selector": job.selector,
+        "config": {k: v for k, v in job.config.items() if k != "initial_metrics"},
+        "initial_metrics": job.config.get("initial_metrics", {}),
+        "state": job.state,
+        "round": job.round,
+        "result_version": job.result_version,
+        "reason": job.reason,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "rounds": [_round_json(r, by_round.get(r.round, []), now) for r in rounds],
+    }
+
+
+def _round_json(row: FLRoundRow, parts: list[FLUpdateRow], now: float) -> dict[str, Any]:
+    selected = [p for p in parts if p.state != "refused"]
+    out: dict[str, Any] = {
+        "round": row.round,
+        "state": row.state,
+        "opened_at": row.opened_at,
+        "deadline": row.deadline,
+        "closed_at": row.closed_at,
+        "model_hash": row.model_hash,
+        **row.result,
+        "devices": [
+            {
+                "device_id": p.device_id,
+                "state": p.state,
+                "reason": p.reason,
+                "num_examples": p.num_examples,
+                "bytes_up": p.bytes_up,
+                "bytes_down": p.bytes_down,
+                "metrics": p.metrics,
+            }
+            for p in parts
+        ],
+    }
+    if row.state == "open":
+        out["selected"] = len(selected)
+        out["participants"] = sum(1 for p in selected if p.state == "accepted")
+        out["bytes_up"] = sum(p.bytes_up for p in parts)
+        out["bytes_down"] = sum(p.bytes_down for p in parts)
+        out["closes_in_s"] = max(0.0, row.deadline - now)
+    return out
+
+
+def _get(ctx: ServerContext, job_id: str) -> FLJobRow:
+    job = ctx.store.get_fl_job(job_id)
+    if job is None:
+        raise NotFoundError(f"no federated job {job_id!r}")
+    return job
