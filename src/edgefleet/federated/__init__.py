@@ -33,6 +33,16 @@ from edgefleet.federated.compression import (
 from edgefleet.federated.compression import from_spec as codec_from_spec
 from edgefleet.federated.compression import spec_of as codec_spec_of
 from edgefleet.federated.params import Layout, Params, Vector, flatten, layout_of, unflatten
+from edgefleet.federated.privacy import (
+    GaussianMechanism,
+    PrivacyAccountant,
+    PrivacySpec,
+    PrivacySpecError,
+    clip_update,
+    private_mean,
+    privatize_update,
+)
+from edgefleet.federated.privacy import from_spec as privacy_from_spec
 from edgefleet.federated.strategies import (
     STRATEGIES,
     ClientUpdate,
@@ -74,11 +84,15 @@ __all__ = [
     "FedAvgM",
     "FedProx",
     "Float16Codec",
+    "GaussianMechanism",
     "Int8Codec",
     "Layout",
     "Median",
     "Params",
     "PayloadError",
+    "PrivacyAccountant",
+    "PrivacySpec",
+    "PrivacySpecError",
     "Strategy",
     "Task",
     "TaskSpecError",
@@ -87,6 +101,7 @@ __all__ = [
     "TrimmedMean",
     "Vector",
     "apply_downlink",
+    "clip_update",
     "codec_from_spec",
     "codec_spec_of",
     "decode_update",
@@ -97,6 +112,9 @@ __all__ = [
     "layout_of",
     "load_task",
     "model_hash",
+    "privacy_from_spec",
+    "private_mean",
+    "privatize_update",
     "proximal_gradient",
     "proximal_term",
     "set_params",
