@@ -29,6 +29,7 @@ from edgefleet.agent._files import remove_temporaries
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.budget import DownloadBudget
 from edgefleet.agent.enrollment import StoppedError, ensure_enrolled, stored_credential
+from edgefleet.agent.fl import FLWorker, parse_partition
 from edgefleet.agent.gate import ActivationGate
 from edgefleet.agent.health import HealthPolicy
 from edgefleet.agent.hold import HOLD_PATH, UpdateHold, hold_route
@@ -112,11 +113,12 @@ class Agent:
 
     def inventory(self) -> Inventory:
         """The inventory of this device now."""
-        return collect_inventory(
+        inventory = collect_inventory(
             self.settings.data_dir,
             labels=self.settings.labels,
             active_model=self.updater.active_model(),
         )
+        return inventory.model_copy(update={"fl_tasks": list(self.settings.fl_tasks)})
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -335,6 +337,19 @@ class Agent:
             held_since=lambda: self.hold.held_since,
             wake=self.activate,
         )
+        if s.fl_tasks:
+            worker = FLWorker(
+                device_id=credential.device_id,
+                uplink=uplink,
+                folder=s.data_dir / "fl",
+                tasks=s.fl_tasks,
+                partition=parse_partition(s.fl_partition),
+                events=self.events,
+                stop=self.stop_event,
+                backoff=self._backoff,
+            )
+            loops.fl = worker
+            self._thread("edgefleet-federated", worker.run)
         self._thread("edgefleet-heartbeat", loops.run_heartbeats)
         self._thread("edgefleet-activate", loops.run_activations)
         self._thread("edgefleet-upload", loops.run_uploads)

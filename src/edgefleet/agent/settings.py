@@ -199,6 +199,16 @@ class AgentSettings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=10.0, ge=0, description="How long a stop waits for in-flight requests."
     )
+    fl_tasks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Federated tasks this device trains, comma-separated (a built-in name such "
+        "as digits, or module:attr). Empty: the device takes no part in federated jobs.",
+    )
+    fl_partition: str = Field(
+        default="0/1",
+        description="I/N: the shard of the task's local data this device trains on "
+        "(a real device's task reads its own data; 0/1 is all of it).",
+    )
 
     # Validators raise ValueError so that pydantic reports every bad field at once.
 
@@ -215,6 +225,21 @@ class AgentSettings(BaseSettings):
         if isinstance(value, str):
             return _as_value_error(parse_labels, value)
         return value
+
+    @field_validator("fl_tasks", mode="before")
+    @classmethod
+    def _check_fl_tasks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("fl_partition")
+    @classmethod
+    def _check_fl_partition(cls, value: str) -> str:
+        from edgefleet.agent.fl import parse_partition
+
+        parse_partition(value)
+        return value.strip()
 
     @field_validator("serve")
     @classmethod

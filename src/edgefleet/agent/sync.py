@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 
 from edgefleet.agent.backoff import Backoff
+from edgefleet.agent.fl import FLWorker
 from edgefleet.agent.reporter import EventLog, Uploader
 from edgefleet.agent.shadow import ShadowManager
 from edgefleet.agent.trust import AgentTrust
 from edgefleet.agent.updater import Updater
 from edgefleet.agent.uplink import CredentialRejectedError, Uplink
 from edgefleet.errors import UplinkError, VerificationError
-from edgefleet.protocol.v1 import DesiredState, Heartbeat, Inventory
+from edgefleet.protocol.v1 import DesiredState, FLAssignment, Heartbeat, Inventory
 
 __all__ = ["ControlLoops"]
 
@@ -129,6 +130,9 @@ class ControlLoops:
         self._backoff = backoff
         self.desired: DesiredState | None = None
         self.server_desired_version = 0
+        self.fl: FLWorker | None = None
+        """Trains federated rounds, when this device takes part in them."""
+        self._declined: FLAssignment | None = None
 
     # -- desired state ------------------------------------------------------------------------
 
@@ -185,7 +189,23 @@ class ControlLoops:
             if self.shadow is not None:  # first, so a promotion spools its last window
                 self.shadow.reconcile(self.desired, self.trust)
             self.updater.reconcile(self.desired, self.trust)
+            if self.fl is not None:
+                self.fl.offer(self.desired.fl)
+            elif self.desired.fl is not None and self.desired.fl != self._declined:
+                self._declined = self.desired.fl
+                self._decline_round(self.desired.fl)
         return None
+
+    def _decline_round(self, assignment: FLAssignment) -> None:
+        """Say at once that this device trains no federated task (the round goes on)."""
+        try:
+            self.uplink.fl_decline(
+                assignment.job_id,
+                assignment.round,
+                "federated learning is not enabled on this device (EDGEFLEET_FL_TASKS)",
+            )
+        except UplinkError as exc:
+            log.info("could not decline a federated round: %s", exc)
 
     def run_activations(self, tick_s: float = 0.5) -> None:
         """Retry a deferred activation every ``tick_s`` and whenever woken, until stopped."""

@@ -19,10 +19,14 @@ from edgefleet import __version__
 from edgefleet.errors import ConfigurationError, UplinkError
 from edgefleet.protocol.v1 import (
     API_PREFIX,
+    FL_EXAMPLES_HEADER,
+    FL_METRICS_HEADER,
     BatchAck,
     EnrollRequest,
     EnrollResponse,
     EventBatch,
+    FLDecline,
+    FLUpdateAck,
     Heartbeat,
     HeartbeatAck,
     SignedDesiredState,
@@ -196,6 +200,34 @@ class Uplink:
         response = self._request("POST", "/telemetry", "telemetry", body=batch)
         return _parse(BatchAck, response, "telemetry")
 
+    def fl_model(self, job_id: str, round_: int) -> bytes:
+        """``GET /fl/{job}/{round}/model``: the round's global model (float32 little-endian)."""
+        response = self._request("GET", f"/fl/{job_id}/{round_}/model", "federated model")
+        return response.content
+
+    def fl_update(
+        self, job_id: str, round_: int, payload: bytes, examples: int, metrics: str
+    ) -> FLUpdateAck:
+        """``POST /fl/{job}/{round}/update``: upload an encoded update (no size cap here)."""
+        response = self._request(
+            "POST",
+            f"/fl/{job_id}/{round_}/update",
+            "federated update",
+            content=payload,
+            headers={
+                "Content-Type": "application/octet-stream",
+                FL_EXAMPLES_HEADER: str(examples),
+                FL_METRICS_HEADER: metrics,
+            },
+        )
+        return _parse(FLUpdateAck, response, "federated update")
+
+    def fl_decline(self, job_id: str, round_: int, reason: str) -> FLUpdateAck:
+        """``POST /fl/{job}/{round}/decline``."""
+        body = FLDecline(reason=reason[:1000])
+        response = self._request("POST", f"/fl/{job_id}/{round_}/decline", "decline", body=body)
+        return _parse(FLUpdateAck, response, "decline")
+
     # -- plumbing -----------------------------------------------------------------------------
 
     def _request(
@@ -205,12 +237,12 @@ class Uplink:
         what: str,
         *,
         body: BaseModel | None = None,
+        content: bytes | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
         timeout: float | None = None,
         client: httpx.Client | None = None,
     ) -> httpx.Response:
-        content = None
         all_headers = dict(headers or {})
         if body is not None:
             content = body.model_dump_json().encode()

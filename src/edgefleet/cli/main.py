@@ -19,7 +19,7 @@ from edgefleet import __version__
 from edgefleet.cli import fleet, rollout
 from edgefleet.cli.agent import agent_command
 from edgefleet.cli.bench import bench_app
-from edgefleet.cli.fl import fl_app
+from edgefleet.cli.fl_jobs import fl_app  # `fl simulate` and the job commands
 from edgefleet.cli.server import server_app
 from edgefleet.errors import (
     AuthError,
