@@ -38,6 +38,7 @@ from edgefleet.errors import (
 )
 from edgefleet.federated import (
     ClientUpdate,
+    DenseCodec,
     codec_from_spec,
     model_hash,
     strategy_from_spec,
@@ -51,6 +52,7 @@ from edgefleet.server.services import fl_model
 from edgefleet.server.store import FLJobRow, FLRoundRow, FLUpdateRow
 
 __all__ = [
+    "REGION_PREFIX",
     "cancel",
     "decline",
     "model_payload",
@@ -63,6 +65,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MAX_EXAMPLES = 10**9
+
+REGION_PREFIX = "region:"
+"""Parts named ``region:<name>`` hold a regional relay's aggregate (dense float32 payload); the
+devices it covers are settled as ``in_region``: they took part, their updates never left."""
+
+
+def _is_region(part: FLUpdateRow) -> bool:
+    return part.device_id.startswith(REGION_PREFIX)
+
+
+def _device_parts(parts: list[FLUpdateRow]) -> list[FLUpdateRow]:
+    """The selected devices' parts (not refused ones, not regional aggregates)."""
+    return [p for p in parts if p.state != "refused" and not _is_region(p)]
 
 
 # -- starting and stopping ------------------------------------------------------------------
@@ -160,7 +175,9 @@ def step(ctx: ServerContext, job: FLJobRow, now: float) -> FLJobRow:
     if current.state == "open":
         parts = ctx.store.list_fl_updates(job.job_id, current.round)
         reason = close_reason(
-            states=[p.state for p in parts if p.state != "refused"],
+            states=[
+                "accepted" if p.state == "in_region" else p.state for p in _device_parts(parts)
+            ],
             min_results=config.min_results,
             deadline=current.deadline,
             now=now,
@@ -290,7 +307,7 @@ def _holds(fl: dict[str, Any] | None, job: FLJobRow, round_row: FLRoundRow) -> b
 
 def _clear_assignments(ctx: ServerContext, job: FLJobRow, round_: int, now: float) -> None:
     parts = ctx.store.list_fl_updates(job.job_id, round_)
-    ids = [p.device_id for p in parts if p.state != "refused"]
+    ids = [p.device_id for p in _device_parts(parts)]
     states = ctx.store.list_desired_states(ids)
     holding = [d for d in ids if d in states and (states[d].fl or {}).get("job_id") == job.job_id]
     if holding:
@@ -314,9 +331,12 @@ def _close_round(
     global_model = fl_model.load_params(ctx, round_row.model_sha256)
     accepted = [p for p in parts if p.state == "accepted"]
     codec = codec_from_spec(config.compression)
+    dense = DenseCodec()
     updates = [
         ClientUpdate(
-            codec.decode(ctx.artifacts.path(str(p.payload_sha256)).read_bytes(), global_model.size),
+            (dense if _is_region(p) else codec).decode(
+                ctx.artifacts.path(str(p.payload_sha256)).read_bytes(), global_model.size
+            ),
             p.num_examples,
         )
         for p in accepted
@@ -336,7 +356,7 @@ def _close_round(
         state = "failed"
         why = f"{why}; no update: the global model stays"
     metrics = fl_model.evaluate(task, new_model)
-    selected = [p for p in parts if p.state != "refused"]
+    selected = _device_parts(parts)
     train_losses = [
         float(p.metrics["loss"])
         for p in accepted
@@ -346,7 +366,8 @@ def _close_round(
         **round_row.result,
         "closed_by": why,
         "selected": len(selected),
-        "participants": len(accepted),
+        "participants": sum(1 for p in selected if p.state in ("accepted", "in_region")),
+        "regions": sorted(p.device_id[len(REGION_PREFIX) :] for p in accepted if _is_region(p)),
         "dropouts": sum(1 for p in selected if p.state == "assigned"),
         "rejected": sum(1 for p in selected if p.state == "rejected"),
         "refused": sum(1 for p in parts if p.state == "refused"),
@@ -596,7 +617,7 @@ def status(ctx: ServerContext, job_id: str, now: float) -> dict[str, Any]:
 
 
 def _round_json(row: FLRoundRow, parts: list[FLUpdateRow], now: float) -> dict[str, Any]:
-    selected = [p for p in parts if p.state != "refused"]
+    selected = _device_parts(parts)
     out: dict[str, Any] = {
         "round": row.round,
         "state": row.state,
@@ -620,7 +641,7 @@ def _round_json(row: FLRoundRow, parts: list[FLUpdateRow], now: float) -> dict[s
     }
     if row.state == "open":
         out["selected"] = len(selected)
-        out["participants"] = sum(1 for p in selected if p.state == "accepted")
+        out["participants"] = sum(1 for p in selected if p.state in ("accepted", "in_region"))
         out["bytes_up"] = sum(p.bytes_up for p in parts)
         out["bytes_down"] = sum(p.bytes_down for p in parts)
         out["closes_in_s"] = max(0.0, row.deadline - now)
