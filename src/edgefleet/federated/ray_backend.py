@@ -130,7 +130,8 @@ class RayBackend(Backend):
         CPUs Ray reserves for each device's task.
 
     Ray starts on :meth:`start` (or the first round) and stops on :meth:`close` (or leaving the
-    ``with`` block), only if this backend started it.
+    ``with`` block), only if this backend started it. A process already connected to Ray keeps
+    that connection, whatever ``address`` says.
     """
 
     def __init__(
