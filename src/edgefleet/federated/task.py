@@ -7,9 +7,9 @@ floating-point ``state_dict`` entries to and from one flat float32
 :data:`~edgefleet.federated.params.Vector`, the form strategies and codecs work on (integer
 buffers such as batch-norm counters stay on the device).
 
-Tasks are named by a spec: a built-in name (``"digits"``) or ``"module:attr"``, where ``attr``
-is a :class:`Task` subclass, a task instance, or a function returning one. :func:`load_task`
-resolves it.
+Tasks are named by a spec: a built-in name (``"digits"``, ``"digits-wide"``) or
+``"module:attr"``, where ``attr`` is a :class:`Task` subclass, a task instance, or a function
+returning one. :func:`load_task` resolves it.
 
 PyTorch is optional (the ``train`` extra); it is imported only when a task trains, with an
 install hint when missing.
@@ -27,7 +27,7 @@ ValueError: a proximal term (mu > 0) needs the global parameters
 >>> load_task("no-such-task")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-edgefleet.federated.task.TaskSpecError: unknown task 'no-such-task' (built in: digits; ...)
+edgefleet.federated.task.TaskSpecError: unknown task 'no-such-task' (built in: digits, ...)
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ __all__ = [
     "set_params",
 ]
 
-TASKS: Mapping[str, str] = {"digits": "edgefleet.federated.tasks.digits:DigitsTask"}
+TASKS: Mapping[str, str] = {
+    "digits": "edgefleet.federated.tasks.digits:DigitsTask",
+    "digits-wide": "edgefleet.federated.tasks.digits:WideDigitsTask",
+}
 """Built-in tasks by name, as ``module:attr``."""
 
 

@@ -18,7 +18,7 @@ from edgefleet.federated.task import (
     load_task,
     set_params,
 )
-from edgefleet.federated.tasks.digits import DigitsTask, export_onnx
+from edgefleet.federated.tasks.digits import DigitsTask, WideDigitsTask, export_onnx
 
 pytest.importorskip("torch")
 
@@ -95,6 +95,32 @@ def test_export_onnx_matches_torch(task: DigitsTask, tmp_path: Path) -> None:
         expected = torch.softmax(model(torch.from_numpy(x)), dim=1).numpy()
     assert probabilities.shape == (16, 10)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_the_wide_task_is_the_same_network_with_more_channels(tmp_path: Path) -> None:
+    import torch
+
+    wide = load_task("digits-wide")
+    assert isinstance(wide, WideDigitsTask)
+    assert (wide.name, wide.width, DigitsTask().width) == ("digits-wide", 8, 1)
+    model = wide.build_model(0)
+    flat = get_params(model)[0]
+    assert flat.size == 79_626
+    assert np.array_equal(flat, get_params(DigitsTask(width=8).build_model(0))[0])
+    data = wide.load_data().subset(np.arange(64))
+    assert wide.train(model, data, 1, TrainConfig(mu=0.1, global_params=flat, seed=2)) == 64
+    path = export_onnx(model, tmp_path / "wide.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = wide.holdout().x[:8]
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(x)), dim=1).numpy()
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("width", [0, -1, 1.5, True])
+def test_a_digits_width_must_be_a_positive_integer(width: object) -> None:
+    with pytest.raises(ValueError, match="width must be an integer >= 1"):
+        DigitsTask(width=width)  # type: ignore[arg-type]
 
 
 class _Constant(Task):
