@@ -16,6 +16,7 @@ from edgefleet import __version__
 from edgefleet.protocol.signing import SigningKey
 from edgefleet.protocol.v1 import API_PREFIX
 from edgefleet.server.api import fl as fl_api
+from edgefleet.server.api import fl_regional as fl_regional_api
 from edgefleet.server.api.device import v1 as device_v1
 from edgefleet.server.api.errors import install_error_handlers
 from edgefleet.server.api.limits import BodyLimit
@@ -205,6 +206,8 @@ def create_app(
     app.include_router(rollouts_router)
     app.include_router(fl_api.operator_router)
     app.include_router(fl_api.device_router)
+    app.include_router(fl_regional_api.operator_router)
+    app.include_router(fl_regional_api.device_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -217,6 +220,7 @@ def create_app(
         limits={
             f"{OPERATOR_PREFIX}/models": settings.max_model_bytes + 1024 * 1024,
             f"{API_PREFIX}/fl/": settings.max_fl_update_bytes,
+            f"{OPERATOR_PREFIX}/fl/jobs/": settings.max_fl_update_bytes,  # regional aggregates
         },
     )
     return app

@@ -14,6 +14,7 @@ from edgefleet.server.store.desired_states import DesiredStateStore
 from edgefleet.server.store.devices import DeviceStore
 from edgefleet.server.store.events import EventStore
 from edgefleet.server.store.fl_jobs import FLStore
+from edgefleet.server.store.fl_regional import FLRegionalStore
 from edgefleet.server.store.locks import LockStore
 from edgefleet.server.store.model_versions import ModelVersionStore
 from edgefleet.server.store.releases import ReleaseStore
@@ -34,6 +35,7 @@ class Store(
     ReleaseStore,
     RolloutStore,
     FLStore,
+    FLRegionalStore,
     EventStore,
     TelemetryStore,
     MetadataStore,
