@@ -27,15 +27,43 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port; 0 picks one [default: 8400].")] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
+    relay: Annotated[
+        bool,
+        typer.Option(
+            "--relay",
+            help="Run a regional relay instead (no data dir): pass the device API through to "
+            "--upstream and keep the federated updates of --region's devices in the region.",
+        ),
+    ] = False,
+    upstream: Annotated[str | None, typer.Option(help="Relay: the control plane's URL.")] = None,
+    region: Annotated[
+        str | None, typer.Option(help="Relay: its region (devices labelled region=NAME).")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="EDGEFLEET_RELAY_TOKEN",
+            help="Relay: an operator token of the upstream (to read jobs, send aggregates).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the control plane from DATA_DIR (migrations run first).
+    """Serve the control plane from DATA_DIR (migrations run first), or a regional relay.
 
     The database is SQLite in the data dir unless EDGEFLEET_DATABASE_URL names PostgreSQL
     (postgresql+psycopg://user:password@host/db); several servers may share one PostgreSQL.
+
+    With --relay --upstream URL --region NAME --token TOKEN it serves a relay for one region
+    [default port 8401]: devices there use its URL as their server.
     """
     if ctx.invoked_subcommand is not None:
         return
     from edgefleet.cli.main import EXIT_ADDRESS, EXIT_USAGE, fail
+
+    if relay:
+        _relay(upstream, region, token, host, port, tls_cert, tls_key)
+        return
+    if upstream is not None or region is not None:
+        fail("--upstream and --region go with --relay", EXIT_USAGE)
     from edgefleet.server.run import serve as run
     from edgefleet.server.settings import load_settings
 
@@ -48,6 +76,55 @@ def serve(
     )
     try:
         run(settings, announce=lambda line: typer.echo(line, err=True))
+    except OSError as exc:
+        fail(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", EXIT_ADDRESS
+        )
+
+
+def _relay(
+    upstream: str | None,
+    region: str | None,
+    token: str | None,
+    host: str | None,
+    port: int | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
+    import logging
+
+    from pydantic import ValidationError
+
+    from edgefleet.cli.main import EXIT_ADDRESS, EXIT_USAGE, fail
+    from edgefleet.server.relay import RelaySettings, serve_relay
+
+    missing = [
+        n for n, v in (("--upstream", upstream), ("--region", region), ("--token", token)) if not v
+    ]
+    if missing:
+        fail(f"--relay needs {', '.join(missing)}", EXIT_USAGE)
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together", EXIT_USAGE)
+    given: dict[str, object] = {
+        "upstream": upstream,
+        "region": region,
+        "token": token,
+        "host": host,
+        "port": port,
+        "tls_certfile": tls_cert,
+        "tls_keyfile": tls_key,
+    }
+    try:
+        settings = RelaySettings.model_validate({k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fail(f"invalid relay settings: {problems}", EXIT_USAGE)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request
+    try:
+        serve_relay(settings, announce=lambda line: typer.echo(line, err=True))
     except OSError as exc:
         fail(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", EXIT_ADDRESS
