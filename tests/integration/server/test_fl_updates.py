@@ -7,6 +7,7 @@ close exactly when a test says (the server's own federated loop never gets its l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
@@ -314,6 +315,24 @@ def test_bad_updates_are_refused_with_stored_reasons_and_the_good_one_is_aggrega
     assert by_device[devices["nan"].device_id]["state"] == "rejected"
     assert "finite values only" in by_device[devices["nan"].device_id]["reason"]
     assert by_device[outsider.device_id]["state"] == "refused"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="receive_update stores any re-upload from a device whose part is accepted "
+    "(ctx.artifacts.put_bytes, to compare hashes) before the job's size limit or the 409: "
+    "a refused, oversized second update is left in the artifact store, so a selected device "
+    "can fill the server's disk with up to max_fl_update_bytes per request",
+)
+def test_a_refused_second_update_is_not_kept_on_the_server(fleet: Fleet) -> None:
+    device = fleet.enroll()
+    job = fleet.start(per_round=1)
+    fleet.step(job.job_id, time.time())
+    assert device.upload(job.job_id, DenseCodec().encode(_update(NUM_PARAMS))).status_code == 200
+    junk = b"\xff" * (4 * max_update_bytes(NUM_PARAMS))
+    response = device.upload(job.job_id, junk)
+    assert response.status_code in (409, 413), response.text
+    assert not fleet.ctx.artifacts.path(hashlib.sha256(junk).hexdigest()).exists()
 
 
 # -- the round's model ------------------------------------------------------------------------
