@@ -144,7 +144,16 @@ class FLWorker:
     # -- the thread -------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Train assigned rounds until stopped."""
+        """Load the enabled tasks and their data, then train assigned rounds until stopped.
+
+        Loading first means a round does not wait for PyTorch and the data to load.
+        """
+        for spec in self.tasks:
+            try:
+                self._task_and_data(spec)
+            except Exception as exc:  # reported now; a round of this task declines later
+                log.error("federated task %r cannot be loaded here: %s", spec, exc)
+                self.events.emit("fl_update", ok=False, detail=f"task {spec!r}: {exc!r}")
         while not self.stop.is_set():
             self._wake.wait(1.0)
             self._wake.clear()
@@ -170,7 +179,11 @@ class FLWorker:
         global_model = self._fetch_model(a)
         if global_model is None:
             return
-        task, data = self._task_and_data(a.task)
+        try:
+            task, data = self._task_and_data(a.task)
+        except Exception as exc:  # a broken task or data source: the round goes on without us
+            self._decline(a, f"task {a.task!r} cannot be loaded here: {exc}")
+            return
         if len(data) == 0:
             self._decline(a, "no local training data")
             return
