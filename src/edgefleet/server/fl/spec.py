@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from edgefleet.errors import ConfigurationError
-from edgefleet.federated import codec_from_spec, strategy_from_spec
+from edgefleet.federated import codec_from_spec, privacy_from_spec, strategy_from_spec
 
 __all__ = ["JobConfig", "max_update_bytes"]
 
@@ -94,6 +94,11 @@ class JobConfig:
             codec_from_spec(self.compression)
         except ValueError as exc:
             raise ConfigurationError(f"compression: {exc}") from exc
+        if self.privacy is not None:
+            try:
+                privacy_from_spec(self.privacy)
+            except ValueError as exc:
+                raise ConfigurationError(f"privacy: {exc}") from exc
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON object."""

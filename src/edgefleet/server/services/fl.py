@@ -20,6 +20,7 @@ re-issues the assignments of the open round. Devices upload through :func:`recei
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -438,6 +439,9 @@ def model_payload(
     ForbiddenError
         The device was not selected for the round.
     """
+    job = _get(ctx, job_id)
+    if job.state != "running":
+        raise ConflictError(f"federated job {job_id} is {job.state}; its rounds are over")
     round_row = ctx.store.get_fl_round(job_id, round_)
     if round_row is None:
         raise NotFoundError(f"federated job {job_id} has no round {round_}")
@@ -483,14 +487,15 @@ def receive_update(
     round_row = ctx.store.get_fl_round(job_id, round_)
     if round_row is None:
         raise NotFoundError(f"federated job {job_id} has no round {round_}")
+    if job.state != "running":
+        raise ConflictError(f"federated job {job_id} is {job.state}; it takes no updates")
     part = ctx.store.get_fl_update(job_id, round_, device_id)
     if part is None or part.state == "refused":
         reason = f"device {device_id} was not selected for round {round_}"
         ctx.store.note_refused_fl_update(job_id, round_, device_id, reason, len(payload), now)
         raise ForbiddenError(reason)
     if part.state == "accepted":
-        sha256 = ctx.artifacts.put_bytes(payload)[0] if payload else ""
-        if sha256 == part.payload_sha256:
+        if hashlib.sha256(payload).hexdigest() == part.payload_sha256:
             return FLUpdateAck(job_id=job_id, round=round_, accepted=True, detail="already taken")
     if round_row.state != "open" or part.state != "assigned":
         reason = (
