@@ -8,7 +8,8 @@ An :class:`~edgefleet.protocol.v1.FLAssignment` arrives in the signed desired st
 2. fetches the round's global model and checks it against the assignment's hash;
 3. trains it with the task on this device's data (``EDGEFLEET_FL_PARTITION``), which never
    leaves the device;
-4. encodes ``trained - global`` with the round's codec, whose state (error-feedback residuals,
+4. clips and noises the delta when the job asks for differential privacy on the device, then
+   encodes ``trained - global`` with the round's codec, whose state (error-feedback residuals,
    momentum, the warm-up counter) lives in ``<data dir>/fl/<job>/codec.state``;
 5. uploads the payload, retrying network failures until the round's deadline, and only once
    the server took it stores the codec's new state and notes the round as done.
@@ -45,6 +46,8 @@ from edgefleet.federated import (
     get_params,
     load_task,
     model_hash,
+    privacy_from_spec,
+    privatize_update,
     set_params,
 )
 from edgefleet.protocol.v1 import FLAssignment
@@ -173,9 +176,6 @@ class FLWorker:
             enabled = ", ".join(self.tasks) or "none"
             self._decline(a, f"task {a.task!r} is not enabled here (enabled: {enabled})")
             return
-        if a.privacy is not None:
-            self._decline(a, "differential privacy on the device is not supported by this agent")
-            return
         global_model = self._fetch_model(a)
         if global_model is None:
             return
@@ -200,6 +200,10 @@ class FLWorker:
         examples = task.train(model, data, a.local_epochs, config)
         metrics = task.evaluate(model, data)
         delta = get_params(model)[0] - global_model
+        if a.privacy is not None:
+            spec = privacy_from_spec(a.privacy)
+            if spec.at == "device":  # noise from the OS's entropy: never reproducible
+                delta, _ = privatize_update(delta, spec.mechanism(), np.random.default_rng())
         codec = codec_from_spec(a.compression)
         state_path = self._job_dir(a) / "codec.state"
         if state_path.is_file():

@@ -536,3 +536,29 @@ def test_job_settings_round_trip_and_default_min_results_to_per_round() -> None:
     loaded = JobConfig.from_json({**config.to_json(), "from_a_newer_server": 1})
     assert loaded == config
     assert json.loads(json.dumps(config.to_json()))["compression"] == "topk:0.9"
+
+
+# -- differential privacy at aggregation --------------------------------------------------------
+
+
+def test_central_privacy_clips_noises_and_reports_the_spent_epsilon(fleet: Fleet) -> None:
+    devices = [fleet.enroll(), fleet.enroll()]
+    job = fleet.start(per_round=2, privacy="dp:clip=0.1,noise=1.0,delta=1e-5,at=relay")
+    job = fleet.step(job.job_id, time.time())
+    big = _update(NUM_PARAMS) * 100  # L2 norm about 4.4: clipped to 0.1
+    for device in devices:
+        assert device.upload(job.job_id, DenseCodec().encode(big)).status_code == 200
+    before = fleet.ctx.store.get_fl_round(job.job_id, 1)
+    assert before is not None
+    job = fleet.step(job.job_id, time.time())
+    result = fl.status(fleet.ctx, job.job_id, time.time())["rounds"][0]
+    privacy = result["privacy"]
+    assert privacy["clipped"] == 2
+    assert privacy["rounds"] == 1
+    assert 0 < privacy["epsilon"] < 100
+    assert privacy["spec"] == "dp:clip=0.1,noise=1.0,delta=1e-05,at=relay"
+    start = fl_model.load_params(fleet.ctx, before.model_sha256)
+    moved = fl_model.load_params(fleet.ctx, fleet.job(job.job_id).model_sha256) - start
+    # the mean of two clipped updates has norm <= 0.1; the noise (std 1.0 * 0.1 / 2 per
+    # coordinate over 1898 coordinates) dominates: about 0.05 * sqrt(1898) = 2.2
+    assert 1.0 < float(np.linalg.norm(moved)) < 4.0

@@ -40,8 +40,11 @@ from edgefleet.errors import (
 from edgefleet.federated import (
     ClientUpdate,
     DenseCodec,
+    PrivacyAccountant,
     codec_from_spec,
     model_hash,
+    privacy_from_spec,
+    private_mean,
     strategy_from_spec,
 )
 from edgefleet.federated.compression import PayloadError
@@ -342,9 +345,12 @@ def _close_round(
         )
         for p in accepted
     ]
+    updates, privacy = _private(config, accepted, updates, job.privacy_state)
     strategy = strategy_from_spec(config.strategy)
     strategy.load_state_dict(job.strategy_state)
     changes: dict[str, Any] = {}
+    if privacy is not None:
+        changes["privacy_state"] = privacy["state"]
     if updates:
         new_model = strategy.aggregate(global_model, updates)
         changes = {
@@ -378,6 +384,8 @@ def _close_round(
         "metrics": metrics,
         "train_loss": float(np.mean(train_losses)) if train_losses else None,
     }
+    if privacy is not None:
+        result["privacy"] = {k: v for k, v in privacy.items() if k != "state"}
     job = ctx.store.close_fl_round(job, now, round_row.round, state, result, changes)
     _clear_assignments(ctx, job, round_row.round, now)
     log.info(
@@ -389,6 +397,54 @@ def _close_round(
         metrics.get("accuracy"),
     )
     return job
+
+
+def _private(
+    config: JobConfig,
+    accepted: list[FLUpdateRow],
+    updates: list[ClientUpdate],
+    state: dict[str, Any],
+) -> tuple[list[ClientUpdate], dict[str, Any] | None]:
+    """Apply the job's differential privacy at aggregation; account for the round.
+
+    With ``at=relay`` and no relay in front of a device, the server is where its update is
+    aggregated: the devices' updates are clipped and averaged with Gaussian noise
+    (``private_mean``) before the strategy sees them; regional aggregates arrive noised.
+    With ``at=device`` every update arrived noised. The accountant records one round per
+    closed round: sampled at ``selected / candidates`` for the central placement; for the
+    device placement at rate 1 (the server sees each update, so no amplification: an upper
+    bound for a device that took part in every round).
+    """
+    if config.privacy is None:
+        return updates, None
+    spec = privacy_from_spec(config.privacy)
+    accountant = PrivacyAccountant.from_state_dict(state) if state else PrivacyAccountant()
+    devices = [u for p, u in zip(accepted, updates, strict=True) if not _is_region(p)]
+    regions = [u for p, u in zip(accepted, updates, strict=True) if _is_region(p)]
+    clipped = 0
+    if spec.at == "relay" and devices:
+        mean, clipped = private_mean(
+            [u.delta for u in devices], spec.mechanism(), np.random.default_rng()
+        )
+        devices = [ClientUpdate(mean, sum(u.num_examples for u in devices))]
+    candidates = int(config.per_round)
+    rate = 1.0 if spec.at == "device" else min(1.0, len(accepted) / max(candidates, 1))
+    if updates:
+        accountant.record(rate, spec.noise)
+    try:
+        epsilon: float | None = accountant.epsilon(spec.delta)
+    except ImportError as exc:  # the accountant is the `privacy` extra
+        log.warning("cannot report the spent epsilon: %s", exc)
+        epsilon = None
+    info = {
+        "spec": spec.spec(),
+        "epsilon": epsilon,
+        "delta": spec.delta,
+        "rounds": accountant.rounds,
+        "clipped": clipped,
+        "state": accountant.state_dict(),
+    }
+    return devices + regions, info
 
 
 def _finish(ctx: ServerContext, job: FLJobRow, now: float) -> FLJobRow:
@@ -494,9 +550,8 @@ def receive_update(
         reason = f"device {device_id} was not selected for round {round_}"
         ctx.store.note_refused_fl_update(job_id, round_, device_id, reason, len(payload), now)
         raise ForbiddenError(reason)
-    if part.state == "accepted":
-        if hashlib.sha256(payload).hexdigest() == part.payload_sha256:
-            return FLUpdateAck(job_id=job_id, round=round_, accepted=True, detail="already taken")
+    if part.state == "accepted" and hashlib.sha256(payload).hexdigest() == part.payload_sha256:
+        return FLUpdateAck(job_id=job_id, round=round_, accepted=True, detail="already taken")
     if round_row.state != "open" or part.state != "assigned":
         reason = (
             f"round {round_} of job {job_id} is closed"
