@@ -187,13 +187,17 @@ def test_models_build_writes_the_demo_assets(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(620)
 def test_demo_runs_to_the_end(tmp_path: Path) -> None:
-    """The whole story, rollouts included (about two minutes on an idle 2-core machine)."""
-    result = run_cli("demo", "--workdir", str(tmp_path), "--seconds", "0.3", timeout=400)
+    """The whole story, rollouts and federated learning included (about three minutes on an
+    idle 2-core machine)."""
+    result = run_cli("demo", "--workdir", str(tmp_path), "--seconds", "0.3", timeout=600)
     assert result.returncode == 0, result.stderr
     assert "p99" in result.stdout
     assert re.search(r"accuracy on \d+ held-out digits .*: 9\d\.\d%", result.stdout)
     assert "every device now serves digits@2" in result.stdout
     assert re.search(r"rolled back automatically: gate failed: accuracy_delta", result.stdout)
+    assert "killed during round 1" in result.stdout
+    assert re.search(r"round +1 closed 2/3 updates, 1 dropped", result.stdout)
+    assert "every device now serves digits@4, trained where the data lives" in result.stdout
     assert "Done." in result.stdout

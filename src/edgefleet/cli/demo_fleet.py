@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefleet.cli.demo_fl import run_fl_demo
 from edgefleet.cli.demo_rollout import SERVER_ENV, push, run_rollout_demo
 from edgefleet.runtime.oip.client import OIPClient
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
@@ -63,7 +64,7 @@ def _active(server: ServerProcess) -> dict[str, str]:
 def run_fleet_demo(
     workdir: Path, models: dict[str, Path], data: DigitsData, seconds: float, say: Say
 ) -> None:
-    """Run steps 5 and 6 under ``workdir/fleet`` (started afresh every time).
+    """Run steps 5, 6 and 7 under ``workdir/fleet`` (started afresh every time).
 
     ``models``: ``first`` is deployed in step 5; step 6 rolls out ``better``, then ``worse``.
     """
@@ -86,7 +87,12 @@ def run_fleet_demo(
                     server=server.url,
                     enroll_token=token,
                     labels=labels,
-                    env=AGENT_ENV,
+                    # each agent trains federated rounds on its own third of the digits
+                    env={
+                        **AGENT_ENV,
+                        "EDGEFLEET_FL_TASKS": "digits",
+                        "EDGEFLEET_FL_PARTITION": f"{i}/{len(DEVICES)}",
+                    },
                 )
             )
             agents.append(agent)
@@ -120,7 +126,8 @@ def run_fleet_demo(
         )
         _infer_everywhere(agents, data, seconds, say)
         _fleet_report(server, say)
-        run_rollout_demo(server, agents, models, calibration, data, say)
+        serving = run_rollout_demo(server, agents, models, calibration, data, say)
+        run_fl_demo(server, agents, serving, data, say)
 
 
 def _infer_everywhere(

@@ -22,26 +22,28 @@ from edgefleet.runtime.oip.client import OIPClient
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
 from edgefleet.testing.models import DigitsData
 
-__all__ = ["SERVER_ENV", "push", "run_rollout_demo"]
+__all__ = ["SERVER_ENV", "Traffic", "push", "roll_out", "run_rollout_demo", "wait_all_on"]
 
 Say = Callable[[str], None]
 
-SERVER_ENV = {"EDGEFLEET_ROLLOUT_EVAL_S": "1"}
-"""Evaluate rollouts every second (the default, 5 s, suits real fleets)."""
+SERVER_ENV = {"EDGEFLEET_ROLLOUT_EVAL_S": "1", "EDGEFLEET_FL_EVAL_S": "0.5"}
+"""Evaluate rollouts every second and step federated jobs twice a second (the defaults, 5 s
+and 2 s, suit real fleets)."""
 
 PLAN = "canary:50%:4s,100%:2s"
 # A few seconds of data per evaluation instead of the defaults (30 s, 100 inferences). The
-# latency gate is loose and wants more inferences: these models answer in well under a
+# latency gate is loose (a 6x p99 was seen from a busy neighbour) and wants more inferences:
+# these models answer in well under a
 # millisecond, where the p99 of a shared machine is mostly scheduling noise, and a p99 of a
 # hundred calls is their second slowest.
 GATES = [
     "accuracy_delta>=-0.03,interval=1s,min_inferences=50",
     "error_rate_delta<=0.01,interval=1s,min_inferences=50",
-    "p99_ratio<=4,interval=1s,min_inferences=500",
+    "p99_ratio<=10,interval=1s,min_inferences=500",
 ]
 
 
-class _Traffic:
+class Traffic:
     """Held-out digits to every agent, round robin, until stopped."""
 
     def __init__(self, agents: list[AgentProcess], data: DigitsData) -> None:
@@ -70,6 +72,7 @@ class _Traffic:
                 client.close()
 
     def stop(self) -> None:
+        """Stop sending and wait for the sender thread."""
         self._stop.set()
         self._thread.join(10)
 
@@ -81,22 +84,25 @@ def run_rollout_demo(
     calibration: Path,
     data: DigitsData,
     say: Say,
-) -> None:
-    """Run step 6 on the running fleet of step 5 (``models``: ``better`` and ``worse``)."""
+) -> str:
+    """Run step 6 on the running fleet of step 5 (``models``: ``better`` and ``worse``).
+
+    Returns the version every device serves at the end (the better model).
+    """
     say("\n== 6. Safe rollouts: staged rollout of a better model, automatic rollback of a worse")
-    traffic = _Traffic(agents, data)
+    traffic = Traffic(agents, data)
     try:
         better = _push(server, models["better"], calibration, say, "better: trained 25 epochs")
-        result = _roll_out(server, better, say)
+        result = roll_out(server, better, say)
         if result["state"] != "completed":
             raise RuntimeError(f"the better model was not promoted: {result['reason']}")
-        _wait_all_on(server, better, len(agents))
+        wait_all_on(server, better, len(agents))
         say(f"   every device now serves digits@{better}")
         worse = _push(server, models["worse"], calibration, say, "worse: a 1-epoch training run")
-        result = _roll_out(server, worse, say)
+        result = roll_out(server, worse, say)
         if result["state"] != "rolled_back":
             raise RuntimeError(f"the worse model was not rolled back: {result['state']}")
-        _wait_all_on(server, better, len(agents))
+        wait_all_on(server, better, len(agents))
         say(
             f"   rolled back automatically: {result['reason']}\n"
             f"   every device serves digits@{better} again ({traffic.sent} live inferences "
@@ -104,6 +110,7 @@ def run_rollout_demo(
         )
     finally:
         traffic.stop()
+    return better
 
 
 def push(server: ServerProcess, model: Path, calibration: Path) -> dict[str, Any]:
@@ -129,7 +136,8 @@ def _push(server: ServerProcess, model: Path, calibration: Path, say: Say, what:
     return str(row["version"])
 
 
-def _roll_out(server: ServerProcess, version: str, say: Say) -> dict[str, Any]:
+def roll_out(server: ServerProcess, version: str, say: Say) -> dict[str, Any]:
+    """Roll ``digits@version`` out with the demo's plan and gates; its final status."""
     gates = " ".join(f"--gate '{g}'" for g in GATES)
     say(f"   edgefleet rollout start digits@{version} --plan {PLAN} {gates}")
     body = {"model": "digits", "version": version, "stages": PLAN, "gates": GATES}
@@ -162,7 +170,8 @@ def _detail(event: dict[str, Any]) -> str:
     return str(event.get("reason", ""))
 
 
-def _wait_all_on(server: ServerProcess, version: str, n: int, timeout: float = 60.0) -> None:
+def wait_all_on(server: ServerProcess, version: str, n: int, timeout: float = 60.0) -> None:
+    """Wait until all ``n`` devices report ``version`` as their active model."""
     deadline = time.monotonic() + timeout
     while True:
         versions = [
