@@ -31,7 +31,7 @@ from edgefleet.server.app import _FEDERATED, build_context, create_app
 from edgefleet.server.context import ServerContext
 from edgefleet.server.fl import JobConfig, max_update_bytes
 from edgefleet.server.init import initialize
-from edgefleet.server.services import fl, fl_model
+from edgefleet.server.services import fl, fl_model, fl_status
 from edgefleet.server.settings import load_settings
 from edgefleet.server.store import FLJobRow, FLUpdateRow
 from edgefleet.testing.models.echo import build_echo_model
@@ -551,7 +551,7 @@ def test_central_privacy_clips_noises_and_reports_the_spent_epsilon(fleet: Fleet
     before = fleet.ctx.store.get_fl_round(job.job_id, 1)
     assert before is not None
     job = fleet.step(job.job_id, time.time())
-    result = fl.status(fleet.ctx, job.job_id, time.time())["rounds"][0]
+    result = fl_status.status(fleet.ctx, job.job_id, time.time())["rounds"][0]
     privacy = result["privacy"]
     assert privacy["clipped"] == 2
     assert privacy["rounds"] == 1

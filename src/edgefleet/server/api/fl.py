@@ -29,7 +29,7 @@ from edgefleet.server.api.auth import CurrentDevice, CurrentOperator, context
 from edgefleet.server.context import ServerContext
 from edgefleet.server.fl import JobConfig
 from edgefleet.server.rollout.plan import parse_duration
-from edgefleet.server.services import fl
+from edgefleet.server.services import fl, fl_status
 
 __all__ = ["MODEL_HASH_HEADER", "device_router", "operator_router"]
 
@@ -87,7 +87,7 @@ def start_job(ctx: Ctx, _: CurrentOperator, body: JobRequest) -> dict[str, Any]:
         config=config,
         now=now,
     )
-    return fl.status(ctx, row.job_id, now)
+    return fl_status.status(ctx, row.job_id, now)
 
 
 @operator_router.get("/jobs")
@@ -113,7 +113,7 @@ def list_jobs(ctx: Ctx, _: CurrentOperator) -> list[dict[str, Any]]:
 @operator_router.get("/jobs/{job_id}")
 def job_status(ctx: Ctx, _: CurrentOperator, job_id: str) -> dict[str, Any]:
     """The job round by round: participants, dropouts, bytes up and down, metrics."""
-    return fl.status(ctx, job_id, time.time())
+    return fl_status.status(ctx, job_id, time.time())
 
 
 @operator_router.post("/jobs/{job_id}/cancel")
@@ -121,7 +121,7 @@ def cancel_job(ctx: Ctx, _: CurrentOperator, job_id: str) -> dict[str, Any]:
     """Stop a running job (the global model so far is kept, nothing is registered)."""
     now = time.time()
     fl.cancel(ctx, job_id, now)
-    return fl.status(ctx, job_id, now)
+    return fl_status.status(ctx, job_id, now)
 
 
 @device_router.get("/{job_id}/{round_}/model")

@@ -14,21 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.errors import PayloadTooLargeError, ProtocolError
-from edgefleet.federated import DenseCodec, codec_from_spec
-from edgefleet.federated.compression import PayloadError
+from edgefleet.federated import DenseCodec
 from edgefleet.federated.privacy import PrivacySpec, from_spec, private_mean
-from edgefleet.server.fl import max_update_bytes
+from edgefleet.server.fl.checks import check_examples, decode_update
 
 __all__ = ["HeldRound", "check_update"]
-
-_MAX_EXAMPLES = 10**9
 
 
 def check_update(
     compression: str, num_params: int, payload: bytes, examples: str | None
 ) -> tuple[np.ndarray[Any, Any], int]:
-    """Decode a device's update; its delta (float64) and example count, or a clear error.
+    """Decode a device's update as the control plane would; its delta (float64) and count.
 
     Raises
     ------
@@ -37,31 +33,8 @@ def check_update(
     ProtocolError
         No or a bad example count, an empty payload, one the codec refuses, NaN or Inf.
     """
-    if examples is None:
-        raise ProtocolError("the update names no example count (X-Edgefleet-Examples header)")
-    try:
-        count = int(examples)
-    except ValueError:
-        raise ProtocolError(f"example count {examples[:40]!r} is not an integer") from None
-    if not 1 <= count <= _MAX_EXAMPLES:
-        raise ProtocolError(f"example count must be in [1, {_MAX_EXAMPLES}], got {count}")
-    limit = max_update_bytes(num_params)
-    if len(payload) > limit:
-        raise PayloadTooLargeError(
-            f"update of {len(payload)} bytes is over this job's limit of {limit} bytes "
-            f"({num_params} parameters)"
-        )
-    if not payload:
-        raise ProtocolError("the update is empty")
-    try:
-        delta = codec_from_spec(compression).decode(payload, num_params)
-    except PayloadError as exc:
-        raise ProtocolError(f"update does not decode as {compression}: {exc}") from exc
-    except ValueError as exc:
-        raise ProtocolError(f"update does not fit the model: {exc}") from exc
-    if not np.all(np.isfinite(delta)):
-        bad = int(np.count_nonzero(~np.isfinite(delta)))
-        raise ProtocolError(f"update holds {bad} NaN or infinite values")
+    count = check_examples(examples)
+    delta = decode_update(compression, payload, num_params)
     return np.asarray(delta, np.float64), count
 
 

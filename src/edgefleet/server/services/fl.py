@@ -21,7 +21,6 @@ re-issues the assignments of the open round. Devices upload through :func:`recei
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import secrets
@@ -47,11 +46,11 @@ from edgefleet.federated import (
     private_mean,
     strategy_from_spec,
 )
-from edgefleet.federated.compression import PayloadError
 from edgefleet.protocol.labels import matches
 from edgefleet.protocol.v1 import FLAssignment, FLUpdateAck
 from edgefleet.server.context import ServerContext
-from edgefleet.server.fl import JobConfig, close_reason, max_update_bytes, select_devices
+from edgefleet.server.fl import JobConfig, close_reason, select_devices
+from edgefleet.server.fl.checks import check_examples, check_metrics, decode_update
 from edgefleet.server.services import fl_model
 from edgefleet.server.store import FLJobRow, FLRoundRow, FLUpdateRow
 
@@ -59,16 +58,15 @@ __all__ = [
     "REGION_PREFIX",
     "cancel",
     "decline",
+    "device_parts",
+    "get_job",
     "model_payload",
     "receive_update",
     "start",
-    "status",
     "step_all",
 ]
 
 log = logging.getLogger(__name__)
-
-_MAX_EXAMPLES = 10**9
 
 REGION_PREFIX = "region:"
 """Parts named ``region:<name>`` hold a regional relay's aggregate (dense float32 payload); the
@@ -79,7 +77,7 @@ def _is_region(part: FLUpdateRow) -> bool:
     return part.device_id.startswith(REGION_PREFIX)
 
 
-def _device_parts(parts: list[FLUpdateRow]) -> list[FLUpdateRow]:
+def device_parts(parts: list[FLUpdateRow]) -> list[FLUpdateRow]:
     """The selected devices' parts (not refused ones, not regional aggregates)."""
     return [p for p in parts if p.state != "refused" and not _is_region(p)]
 
@@ -143,7 +141,7 @@ def cancel(ctx: ServerContext, job_id: str, now: float) -> FLJobRow:
     ConflictError
         The job is not running.
     """
-    job = _get(ctx, job_id)
+    job = get_job(ctx, job_id)
     if job.state != "running":
         raise ConflictError(f"federated job {job_id} is {job.state}, not running")
     job = ctx.store.update_fl_job(
@@ -179,9 +177,7 @@ def step(ctx: ServerContext, job: FLJobRow, now: float) -> FLJobRow:
     if current.state == "open":
         parts = ctx.store.list_fl_updates(job.job_id, current.round)
         reason = close_reason(
-            states=[
-                "accepted" if p.state == "in_region" else p.state for p in _device_parts(parts)
-            ],
+            states=["accepted" if p.state == "in_region" else p.state for p in device_parts(parts)],
             min_results=config.min_results,
             deadline=current.deadline,
             now=now,
@@ -311,7 +307,7 @@ def _holds(fl: dict[str, Any] | None, job: FLJobRow, round_row: FLRoundRow) -> b
 
 def _clear_assignments(ctx: ServerContext, job: FLJobRow, round_: int, now: float) -> None:
     parts = ctx.store.list_fl_updates(job.job_id, round_)
-    ids = [p.device_id for p in _device_parts(parts)]
+    ids = [p.device_id for p in device_parts(parts)]
     states = ctx.store.list_desired_states(ids)
     holding = [d for d in ids if d in states and (states[d].fl or {}).get("job_id") == job.job_id]
     if holding:
@@ -363,7 +359,7 @@ def _close_round(
         state = "failed"
         why = f"{why}; no update: the global model stays"
     metrics = fl_model.evaluate(task, new_model)
-    selected = _device_parts(parts)
+    selected = device_parts(parts)
     train_losses = [
         float(p.metrics["loss"])
         for p in accepted
@@ -495,7 +491,7 @@ def model_payload(
     ForbiddenError
         The device was not selected for the round.
     """
-    job = _get(ctx, job_id)
+    job = get_job(ctx, job_id)
     if job.state != "running":
         raise ConflictError(f"federated job {job_id} is {job.state}; its rounds are over")
     round_row = ctx.store.get_fl_round(job_id, round_)
@@ -539,7 +535,7 @@ def receive_update(
     PayloadTooLargeError, ProtocolError
         The update is malformed (after its rejection is stored).
     """
-    job = _get(ctx, job_id)
+    job = get_job(ctx, job_id)
     round_row = ctx.store.get_fl_round(job_id, round_)
     if round_row is None:
         raise NotFoundError(f"federated job {job_id} has no round {round_}")
@@ -563,9 +559,9 @@ def receive_update(
     config = JobConfig.from_json(job.config)
     num_params = int(job.config["num_params"])
     try:
-        count = _examples(examples)
-        reported = _metrics(metrics)
-        delta = _decode(config, payload, num_params)
+        count = check_examples(examples)
+        reported = check_metrics(metrics)
+        delta = decode_update(config.compression, payload, num_params)
     except (ProtocolError, PayloadTooLargeError) as exc:
         ctx.store.settle_fl_update(
             job_id, round_, device_id, now, state="rejected", reason=str(exc), bytes_up=len(payload)
@@ -597,118 +593,8 @@ def decline(
     return FLUpdateAck(job_id=job_id, round=round_, accepted=False, detail="declined")
 
 
-def _examples(header: str | None) -> int:
-    if header is None:
-        raise ProtocolError("the update names no example count (X-Edgefleet-Examples header)")
-    try:
-        count = int(header)
-    except ValueError:
-        raise ProtocolError(f"example count {header[:40]!r} is not an integer") from None
-    if not 1 <= count <= _MAX_EXAMPLES:
-        raise ProtocolError(f"example count must be in [1, {_MAX_EXAMPLES}], got {count}")
-    return count
-
-
-def _metrics(header: str | None) -> dict[str, float]:
-    if not header:
-        return {}
-    try:
-        data = json.loads(header)
-    except ValueError:
-        raise ProtocolError("the update's metrics header is not JSON") from None
-    if not isinstance(data, dict) or len(data) > 32:
-        raise ProtocolError("the update's metrics must be a JSON object of at most 32 numbers")
-    out: dict[str, float] = {}
-    for key, value in data.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise ProtocolError(f"metric {str(key)[:40]!r} is not a number")
-        out[str(key)[:64]] = float(value)
-    return out
-
-
-def _decode(config: JobConfig, payload: bytes, num_params: int) -> np.ndarray[Any, Any]:
-    limit = max_update_bytes(num_params)
-    if len(payload) > limit:
-        raise PayloadTooLargeError(
-            f"update of {len(payload)} bytes is over this job's limit of {limit} bytes "
-            f"({num_params} parameters)"
-        )
-    if not payload:
-        raise ProtocolError("the update is empty")
-    try:
-        delta = codec_from_spec(config.compression).decode(payload, num_params)
-    except PayloadError as exc:
-        raise ProtocolError(f"update does not decode as {config.compression}: {exc}") from exc
-    except ValueError as exc:
-        raise ProtocolError(f"update does not fit the model: {exc}") from exc
-    if not np.all(np.isfinite(delta)):
-        bad = int(np.count_nonzero(~np.isfinite(delta)))
-        raise ProtocolError(f"update holds {bad} NaN or infinite values")
-    return delta
-
-
-# -- status -----------------------------------------------------------------------------------
-
-
-def status(ctx: ServerContext, job_id: str, now: float) -> dict[str, Any]:
-    """A job, its rounds and the devices' parts in the current round, as JSON."""
-    job = _get(ctx, job_id)
-    rounds = ctx.store.list_fl_rounds(job_id)
-    parts = ctx.store.list_fl_updates(job_id)
-    by_round: dict[int, list[FLUpdateRow]] = {}
-    for part in parts:
-        by_round.setdefault(part.round, []).append(part)
-    return {
-        "job_id": job.job_id,
-        "model": job.model,
-        "base_version": job.base_version,
-        "task": job.task,
-        "selector": job.selector,
-        "config": {k: v for k, v in job.config.items() if k != "initial_metrics"},
-        "initial_metrics": job.config.get("initial_metrics", {}),
-        "state": job.state,
-        "round": job.round,
-        "result_version": job.result_version,
-        "reason": job.reason,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "rounds": [_round_json(r, by_round.get(r.round, []), now) for r in rounds],
-    }
-
-
-def _round_json(row: FLRoundRow, parts: list[FLUpdateRow], now: float) -> dict[str, Any]:
-    selected = _device_parts(parts)
-    out: dict[str, Any] = {
-        "round": row.round,
-        "state": row.state,
-        "opened_at": row.opened_at,
-        "deadline": row.deadline,
-        "closed_at": row.closed_at,
-        "model_hash": row.model_hash,
-        **row.result,
-        "devices": [
-            {
-                "device_id": p.device_id,
-                "state": p.state,
-                "reason": p.reason,
-                "num_examples": p.num_examples,
-                "bytes_up": p.bytes_up,
-                "bytes_down": p.bytes_down,
-                "metrics": p.metrics,
-            }
-            for p in parts
-        ],
-    }
-    if row.state == "open":
-        out["selected"] = len(selected)
-        out["participants"] = sum(1 for p in selected if p.state in ("accepted", "in_region"))
-        out["bytes_up"] = sum(p.bytes_up for p in parts)
-        out["bytes_down"] = sum(p.bytes_down for p in parts)
-        out["closes_in_s"] = max(0.0, row.deadline - now)
-    return out
-
-
-def _get(ctx: ServerContext, job_id: str) -> FLJobRow:
+def get_job(ctx: ServerContext, job_id: str) -> FLJobRow:
+    """The job ``job_id``; :class:`NotFoundError` when there is none."""
     job = ctx.store.get_fl_job(job_id)
     if job is None:
         raise NotFoundError(f"no federated job {job_id!r}")
