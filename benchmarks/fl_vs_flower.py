@@ -157,8 +157,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not isinstance(task, DigitsTask):
         raise SystemExit(f"--task must be a digits task, got {args.task!r}")
     size = get_params(task.build_model())[0].size
-    print(f"task {args.task}: {size:,} parameters; {args.clients} devices, {args.partition}, ")
-    print(f"{args.per_round} per round, {args.rounds} rounds, seeds {args.seeds}")
+    print(
+        f"task {args.task}: {size:,} parameters; {args.clients} devices, {args.partition}, "
+        f"{args.per_round} per round, {args.rounds} rounds, seeds {args.seeds}"
+    )
     print("runs alternate sides seed by seed in this one process run (noisy 2-core machine)")
     warm = SimulationConfig(clients=args.clients, rounds=1, per_round=args.per_round)
     simulate(task, warm)  # loads the data and warms torch up: not part of any timing
