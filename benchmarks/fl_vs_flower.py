@@ -304,7 +304,7 @@ def main() -> None:
     parser.add_argument("--task", default="digits-wide", help="a digits task (digits-wide)")
     parser.add_argument("--clients", type=int, default=10, help="simulated devices (10)")
     parser.add_argument("--per-round", type=int, default=5, help="devices per round (5)")
-    parser.add_argument("--partition", default="dirichlet:0.5", help="(dirichlet:0.5)")
+    parser.add_argument("--partition", default="dirichlet:0.5", help="data split (dirichlet:0.5)")
     parser.add_argument("--quick", action="store_true", help="smoke run: seed 0, 3 rounds")
     args = parser.parse_args()
     if args.quick:
