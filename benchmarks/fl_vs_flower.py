@@ -1,7 +1,7 @@
 """Federated learning on scikit-learn's digits: edgefleet's simulation versus Flower 1.42 FedAvg.
 
 The job (the issue's spec): 10 devices with Dirichlet(0.5) label skew, 5 devices per round,
-30 rounds, 1 local epoch, FedAvg, the ``digits-wide`` CNN (79,626 parameters; the 1,898-
+30 rounds, 1 local epoch, FedAvg, the ``digits-wide`` CNN (306,698 parameters; the 1,898-
 parameter ``digits`` CNN is too small for 99.9% sparsity to send anything useful). Sides:
 
 - **Flower**: Flower's ``FedAvg`` in its simulation runtime (``run_simulation``, Ray backend,

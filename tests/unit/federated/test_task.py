@@ -102,11 +102,11 @@ def test_the_wide_task_is_the_same_network_with_more_channels(tmp_path: Path) ->
 
     wide = load_task("digits-wide")
     assert isinstance(wide, WideDigitsTask)
-    assert (wide.name, wide.width, DigitsTask().width) == ("digits-wide", 8, 1)
+    assert (wide.name, wide.width, DigitsTask().width) == ("digits-wide", 16, 1)
     model = wide.build_model(0)
     flat = get_params(model)[0]
-    assert flat.size == 79_626
-    assert np.array_equal(flat, get_params(DigitsTask(width=8).build_model(0))[0])
+    assert flat.size == 306_698
+    assert np.array_equal(flat, get_params(DigitsTask(width=16).build_model(0))[0])
     data = wide.load_data().subset(np.arange(64))
     assert wide.train(model, data, 1, TrainConfig(mu=0.1, global_params=flat, seed=2)) == 64
     path = export_onnx(model, tmp_path / "wide.onnx")

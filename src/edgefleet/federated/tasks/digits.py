@@ -7,8 +7,8 @@ max pooling) and a linear layer to 10 logits: 1,898 parameters. Local training i
 momentum on cross-entropy, plus FedProx's proximal term when ``mu > 0``.
 
 ``width`` multiplies the channels: :class:`WideDigitsTask` (``digits-wide``) is the same
-network at width 8 (64 and 128 channels, 79,626 parameters), large enough for sparse update
-codecs to send a useful number of values at 99.9% sparsity.
+network at width 16 (128 and 256 channels, 306,698 parameters), large enough for sparse update
+codecs to send a useful number of values at 99.9% sparsity (about 300 per update).
 
 :func:`export_onnx` writes a trained model as ONNX with ``onnx.helper`` from its weights:
 input ``input`` ``[batch, 1, 8, 8]`` float32, output ``probabilities`` ``[batch, 10]`` (softmax),
@@ -197,7 +197,7 @@ class DigitsTask(Task):
 
 
 class WideDigitsTask(DigitsTask):
-    """The digits CNN at width 8 (64 and 128 channels, 79,626 parameters), same training."""
+    """The digits CNN at width 16 (128 and 256 channels, 306,698 parameters), same training."""
 
     name: ClassVar[str] = "digits-wide"
 
@@ -206,7 +206,7 @@ class WideDigitsTask(DigitsTask):
         learning_rate: float = 0.05,
         batch_size: int = 8,
         momentum: float = 0.9,
-        width: int = 8,
+        width: int = 16,
     ) -> None:
         super().__init__(learning_rate, batch_size, momentum, width)
 
