@@ -3,6 +3,7 @@
 Flower 1.42 with its simulation extra (Ray), the same CPU build of PyTorch as edgefleet's
 environment, scikit-learn and numpy, under ``benchmarks/.cache/flower-venv`` (ignored by git).
 The Flower-side scripts (``_flower_digits.py``, ``_flower_deployment.py``) run with its Python.
+``python benchmarks/_flower_venv.py`` creates it and prints that Python's path.
 """
 
 from __future__ import annotations
@@ -28,3 +29,7 @@ def flower_python() -> Path:
             raise RuntimeError(f"pip install failed:\n{done.stderr[-2000:]}")
         stamp.write_text(" ".join(REQUIREMENTS))
     return python
+
+
+if __name__ == "__main__":
+    print(flower_python())
