@@ -84,6 +84,13 @@ def print_job(result: dict[str, Any], *, echo: Callable[[str], None] = typer.ech
         echo(f"start: accuracy {_num(initial.get('accuracy'))}, loss {_num(initial.get('loss'))}")
     if result["rounds"]:
         _table(round_rows(result), ROUND_HEADER, echo)
+    spent = [r["privacy"] for r in result["rounds"] if r.get("privacy")]
+    if spent and spent[-1].get("epsilon") is not None:
+        last = spent[-1]
+        echo(
+            f"privacy: {last['spec']}; spent epsilon {last['epsilon']:.3g} "
+            f"at delta {last['delta']:g}"
+        )
     if result["reason"]:
         echo(f"reason: {result['reason']}")
     for r in result["rounds"]:
@@ -150,6 +157,20 @@ def start(
         str, typer.Option(help="A round closes this long after it opened (e.g. 90s, 5m).")
     ] = "5m",
     local_epochs: Annotated[int, typer.Option("--local-epochs", help="Local epochs.")] = 1,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option("--learning-rate", help="Local learning rate (default: the task's)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Local batch size (default: the task's).")
+    ] = None,
+    privacy: Annotated[
+        str | None,
+        typer.Option(
+            help="Differential privacy: 'dp:clip=C,noise=Z[,delta=1e-5][,at=device|relay]' "
+            "(clip each update to L2 norm C, Gaussian noise Z*C; the spent epsilon is shown)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seeds device selection and training.")] = 0,
     wait: Annotated[
         bool, typer.Option(help="Wait for the job to finish, printing each round.")
@@ -177,6 +198,9 @@ def start(
         "compression": compression,
         "deadline": deadline,
         "local_epochs": local_epochs,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "privacy": privacy,
         "seed": seed,
     }
     with _client(server, token, ca_file) as client:
