@@ -68,6 +68,9 @@ bench: $(STAMP) postgres
 	$(PY) benchmarks/bench_vs_loadgen.py
 	$(PY) benchmarks/fleet_load.py --devices 5000 --duration 30
 	$(PY) benchmarks/rollout_sim.py --devices 1000
+	$(PY) benchmarks/fl_vs_flower.py
+	$(PY) benchmarks/fl_rounds.py
+	$(PY) benchmarks/fl_codec_speed.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/results

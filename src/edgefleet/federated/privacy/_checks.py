@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from edgefleet.federated._checks import number, positive
 
 __all__ = ["count", "open_unit", "positive", "rate"]
 
 
-def _number(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def positive(name: str, value: float) -> float:
-    """``value`` as a float if it is finite and > 0."""
-    number = _number(name, value)
-    if number <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return number
-
-
 def open_unit(name: str, value: float) -> float:
     """``value`` as a float if it is in the open interval ``(0, 1)``."""
-    number = _number(name, value)
-    if not 0 < number < 1:
+    checked = number(name, value)
+    if not 0 < checked < 1:
         raise ValueError(f"{name} must be in (0, 1), got {value!r}")
-    return number
+    return checked
 
 
 def rate(name: str, value: float) -> float:
     """``value`` as a float if it is in ``(0, 1]``."""
-    number = _number(name, value)
-    if not 0 < number <= 1:
+    checked = number(name, value)
+    if not 0 < checked <= 1:
         raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-    return number
+    return checked
 
 
 def count(name: str, value: int, low: int = 1) -> int:
