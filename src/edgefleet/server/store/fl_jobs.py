@@ -19,7 +19,7 @@ from edgefleet.server.store import schema
 from edgefleet.server.store._base import StoreBase
 from edgefleet.server.store.rows import FLJobRow, FLRoundRow, FLUpdateRow
 
-__all__ = ["ACTIVE_FL_STATES", "FLStore"]
+__all__ = ["ACTIVE_FL_STATES", "FLStore", "lock_round"]
 
 ACTIVE_FL_STATES = ("running",)
 """States in which a job still opens and closes rounds."""
@@ -35,6 +35,25 @@ _JOB_CHANGES = frozenset(
         "reason",
     }
 )
+
+
+def lock_round(connection: Connection, job_id: str, round_: int) -> str:
+    """Lock round ``round_`` of ``job_id`` for this transaction; its state.
+
+    Raises
+    ------
+    NotFoundError
+        No such round.
+    """
+    rounds = schema.fl_rounds
+    found = connection.execute(
+        sa.select(rounds.c.state)
+        .where(rounds.c.job_id == job_id, rounds.c.round == round_)
+        .with_for_update()
+    ).first()
+    if found is None:
+        raise NotFoundError(f"job {job_id} has no round {round_}")
+    return str(found.state)
 
 
 def _job(row: Any) -> FLJobRow:
@@ -291,15 +310,9 @@ class FLStore(StoreBase):
             The round is closed, or the device's part was already settled (the message says
             which, and how).
         """
-        rounds, updates = schema.fl_rounds, schema.fl_updates
+        updates = schema.fl_updates
         with self._write() as connection:
-            found = connection.execute(
-                sa.select(rounds.c.state)
-                .where(rounds.c.job_id == job_id, rounds.c.round == round_)
-                .with_for_update()
-            ).first()
-            if found is None:
-                raise NotFoundError(f"job {job_id} has no round {round_}")
+            round_state = lock_round(connection, job_id, round_)
             part = connection.execute(
                 sa.select(updates).where(
                     updates.c.job_id == job_id,
@@ -309,7 +322,7 @@ class FLStore(StoreBase):
             ).first()
             if part is None:
                 raise NotFoundError(f"device {device_id} was not selected for round {round_}")
-            if found.state != "open":
+            if round_state != "open":
                 raise ConflictError(f"round {round_} of job {job_id} is closed")
             if part.state != "assigned":
                 raise ConflictError(

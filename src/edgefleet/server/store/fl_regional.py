@@ -7,9 +7,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from edgefleet.errors import ConflictError, ForbiddenError, NotFoundError
+from edgefleet.errors import ConflictError, ForbiddenError
 from edgefleet.server.store import schema
 from edgefleet.server.store._base import StoreBase
+from edgefleet.server.store.fl_jobs import lock_round
 
 __all__ = ["FLRegionalStore"]
 
@@ -48,16 +49,9 @@ class FLRegionalStore(StoreBase):
             The round is closed, the region already sent this round, or a device's part was
             already settled (the message names the device).
         """
-        rounds, updates = schema.fl_rounds, schema.fl_updates
+        updates = schema.fl_updates
         with self._write() as connection:
-            found = connection.execute(
-                sa.select(rounds.c.state)
-                .where(rounds.c.job_id == job_id, rounds.c.round == round_)
-                .with_for_update()
-            ).first()
-            if found is None:
-                raise NotFoundError(f"job {job_id} has no round {round_}")
-            if found.state != "open":
+            if lock_round(connection, job_id, round_) != "open":
                 raise ConflictError(f"round {round_} of job {job_id} is closed")
             in_round = updates.c.job_id == job_id, updates.c.round == round_
             parts = {
