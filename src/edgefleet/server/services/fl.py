@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -39,13 +40,17 @@ from edgefleet.errors import (
 from edgefleet.federated import (
     ClientUpdate,
     DenseCodec,
+    Median,
     PrivacyAccountant,
+    Strategy,
+    TrimmedMean,
     codec_from_spec,
     model_hash,
     privacy_from_spec,
     private_mean,
     strategy_from_spec,
 )
+from edgefleet.federated.streaming import streaming_mean
 from edgefleet.protocol.labels import matches
 from edgefleet.protocol.v1 import FLAssignment, FLUpdateAck
 from edgefleet.server.context import ServerContext
@@ -330,36 +335,25 @@ def _close_round(
     task = fl_model.job_task(job.task)
     global_model = fl_model.load_params(ctx, round_row.model_sha256)
     accepted = [p for p in parts if p.state == "accepted"]
-    codec = codec_from_spec(config.compression)
-    dense = DenseCodec()
-    updates = [
-        ClientUpdate(
-            (dense if _is_region(p) else codec).decode(
-                ctx.artifacts.path(str(p.payload_sha256)).read_bytes(), global_model.size
-            ),
-            p.num_examples,
-        )
-        for p in accepted
-    ]
-    updates, privacy = _private(config, accepted, updates, job.privacy_state)
     strategy = strategy_from_spec(config.strategy)
     strategy.load_state_dict(job.strategy_state)
+    updates, regional = _updates(ctx, config, strategy, accepted, global_model.size)
+    selected = device_parts(parts)
+    sampling = min(1.0, len(selected) / max(1, int(round_row.result.get("candidates", 1))))
+    updates, privacy = _private(config, sampling, updates, regional, job.privacy_state)
     changes: dict[str, Any] = {}
     if privacy is not None:
         changes["privacy_state"] = privacy["state"]
     if updates:
         new_model = strategy.aggregate(global_model, updates)
-        changes = {
-            "model_sha256": fl_model.store_params(ctx, new_model),
-            "strategy_state": strategy.state_dict(),
-        }
+        changes["model_sha256"] = fl_model.store_params(ctx, new_model)
+        changes["strategy_state"] = strategy.state_dict()
         state = "closed"
     else:
         new_model = global_model
         state = "failed"
         why = f"{why}; no update: the global model stays"
     metrics = fl_model.evaluate(task, new_model)
-    selected = device_parts(parts)
     train_losses = [
         float(p.metrics["loss"])
         for p in accepted
@@ -395,10 +389,51 @@ def _close_round(
     return job
 
 
+def _updates(
+    ctx: ServerContext,
+    config: JobConfig,
+    strategy: Strategy,
+    accepted: list[FLUpdateRow],
+    size: int,
+) -> tuple[list[ClientUpdate], list[bool]]:
+    """The round's updates for the strategy (from their stored payloads), regional or not.
+
+    A mean-based strategy gets the example-weighted mean of the devices' updates (and of the
+    regional aggregates) as one update each, computed one payload at a time
+    (:func:`~edgefleet.federated.streaming.streaming_mean`): the same result, without holding
+    every decoded update. Robust strategies, and privacy applied here, need every update.
+    """
+
+    def payloads(parts: list[FLUpdateRow]) -> Iterator[tuple[bytes, int]]:
+        for p in parts:
+            yield ctx.artifacts.path(str(p.payload_sha256)).read_bytes(), p.num_examples
+
+    codec = codec_from_spec(config.compression)
+    groups = [
+        ([p for p in accepted if not _is_region(p)], codec),
+        ([p for p in accepted if _is_region(p)], DenseCodec()),
+    ]
+    central = config.privacy is not None and privacy_from_spec(config.privacy).at == "relay"
+    updates: list[ClientUpdate] = []
+    regional: list[bool] = []
+    for region, (parts, coder) in enumerate(groups):
+        if not parts:
+            continue
+        if not isinstance(strategy, TrimmedMean | Median) and not central:
+            updates.append(ClientUpdate(*streaming_mean(payloads(parts), size, coder)))
+            regional.append(bool(region))
+            continue
+        for payload, examples in payloads(parts):
+            updates.append(ClientUpdate(coder.decode(payload, size), examples))
+            regional.append(bool(region))
+    return updates, regional
+
+
 def _private(
     config: JobConfig,
-    accepted: list[FLUpdateRow],
+    sampling: float,
     updates: list[ClientUpdate],
+    regional: list[bool],
     state: dict[str, Any],
 ) -> tuple[list[ClientUpdate], dict[str, Any] | None]:
     """Apply the job's differential privacy at aggregation; account for the round.
@@ -407,7 +442,7 @@ def _private(
     aggregated: the devices' updates are clipped and averaged with Gaussian noise
     (``private_mean``) before the strategy sees them; regional aggregates arrive noised.
     With ``at=device`` every update arrived noised. The accountant records one round per
-    closed round: sampled at ``selected / candidates`` for the central placement; for the
+    closed round: at ``sampling`` (selected / candidates) for the central placement; for the
     device placement at rate 1 (the server sees each update, so no amplification: an upper
     bound for a device that took part in every round).
     """
@@ -415,16 +450,15 @@ def _private(
         return updates, None
     spec = privacy_from_spec(config.privacy)
     accountant = PrivacyAccountant.from_state_dict(state) if state else PrivacyAccountant()
-    devices = [u for p, u in zip(accepted, updates, strict=True) if not _is_region(p)]
-    regions = [u for p, u in zip(accepted, updates, strict=True) if _is_region(p)]
+    devices = [u for u, region in zip(updates, regional, strict=True) if not region]
+    regions = [u for u, region in zip(updates, regional, strict=True) if region]
     clipped = 0
     if spec.at == "relay" and devices:
         mean, clipped = private_mean(
             [u.delta for u in devices], spec.mechanism(), np.random.default_rng()
         )
         devices = [ClientUpdate(mean, sum(u.num_examples for u in devices))]
-    candidates = int(config.per_round)
-    rate = 1.0 if spec.at == "device" else min(1.0, len(accepted) / max(candidates, 1))
+    rate = 1.0 if spec.at == "device" else sampling
     if updates:
         accountant.record(rate, spec.noise)
     try:
