@@ -31,15 +31,15 @@ SERVER_ENV = {"EDGEFLEET_ROLLOUT_EVAL_S": "1", "EDGEFLEET_FL_EVAL_S": "0.5"}
 and 2 s, suit real fleets)."""
 
 PLAN = "canary:50%:4s,100%:2s"
-# A few seconds of data per evaluation instead of the defaults (30 s, 100 inferences). The
-# latency gate is loose (a 6x p99 was seen from a busy neighbour) and wants more inferences:
-# these models answer in well under a
-# millisecond, where the p99 of a shared machine is mostly scheduling noise, and a p99 of a
-# hundred calls is their second slowest.
+# A few seconds of data per evaluation instead of the defaults (30 s, 100 inferences). These
+# models answer in well under a millisecond, where the p99 of a shared machine is mostly
+# scheduling noise (p99 ratios of 6 and 11 were seen beside a busy neighbour), so the latency
+# gate is loose, wants more inferences (a p99 of a hundred calls is their second slowest) and
+# three failing evaluations in a row before it fails.
 GATES = [
     "accuracy_delta>=-0.03,interval=1s,min_inferences=50",
     "error_rate_delta<=0.01,interval=1s,min_inferences=50",
-    "p99_ratio<=10,interval=1s,min_inferences=500",
+    "p99_ratio<=10,interval=1s,min_inferences=500,failures=3",
 ]
 
 

@@ -183,7 +183,12 @@ while True:
 
 
 def kill_writer_after(path: Path, commits: int, budget: int) -> int:
-    """Run a writer process, SIGKILL it after ``commits`` commits; return the last one seen."""
+    """Run a writer process, SIGKILL it after ``commits`` commits; return the last it printed.
+
+    The writer may commit (and print) a few more windows between the line that triggers the
+    kill and the kill itself; the lines it printed before dying are read too, so the result
+    is the last commit the writer reported, with at most one more in flight.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), str(budget)],
         stdout=subprocess.PIPE,
@@ -197,6 +202,9 @@ def kill_writer_after(path: Path, commits: int, budget: int) -> int:
             if last >= commits:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
+        proc.wait(timeout=60)
+        for line in proc.stdout:  # printed before the kill landed
+            last = int(line)
     finally:
         proc.wait(timeout=60)
         proc.stdout.close()
