@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from edgefleet.errors import ConflictError
+from edgefleet.protocol.labels import matches
 from edgefleet.server.store import schema
 from edgefleet.server.store._base import StoreBase
 from edgefleet.server.store.rows import DeviceRow, HeartbeatRow
@@ -28,15 +29,6 @@ def device_row(row: Any) -> DeviceRow:
         telemetry_dropped=row.telemetry_dropped,
         desired_version=row.desired_version,
     )
-
-
-def matches(labels: dict[str, str], selector: dict[str, str]) -> bool:
-    """Whether every ``key=value`` of ``selector`` is among ``labels``.
-
-    >>> matches({"site": "a", "tier": "edge"}, {"site": "a"}), matches({}, {"site": "a"})
-    (True, False)
-    """
-    return all(labels.get(key) == value for key, value in selector.items())
 
 
 class DeviceStore(StoreBase):
@@ -107,7 +99,7 @@ class DeviceStore(StoreBase):
         devices = [device_row(row) for row in rows]
         if not selector:
             return devices
-        return [device for device in devices if matches(device.labels, selector)]
+        return [device for device in devices if matches(selector, device.labels)]
 
     def record_heartbeats(self, beats: Sequence[HeartbeatRow]) -> list[str]:
         """Store heartbeats (new inventory, state, last seen) in one transaction.
