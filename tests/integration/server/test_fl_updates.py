@@ -562,3 +562,25 @@ def test_central_privacy_clips_noises_and_reports_the_spent_epsilon(fleet: Fleet
     # the mean of two clipped updates has norm <= 0.1; the noise (std 1.0 * 0.1 / 2 per
     # coordinate over 1898 coordinates) dominates: about 0.05 * sqrt(1898) = 2.2
     assert 1.0 < float(np.linalg.norm(moved)) < 4.0
+
+
+# -- two jobs, one fleet ----------------------------------------------------------------------
+
+
+def test_a_device_in_another_jobs_round_is_left_to_that_job(fleet: Fleet) -> None:
+    devices = [fleet.enroll() for _ in range(3)]
+    first = fleet.start(per_round=2)
+    first = fleet.step(first.job_id, time.time())
+    busy = {p.device_id for p in fleet.ctx.store.list_fl_updates(first.job_id, 1)}
+    second = fleet.start(per_round=3)
+    second = fleet.step(second.job_id, time.time())
+    free = {p.device_id for p in fleet.ctx.store.list_fl_updates(second.job_id, 1)}
+    assert len(busy) == 2
+    assert free == {d.device_id for d in devices} - busy
+    for device in devices:  # every device holds the assignment of the job that selected it
+        expected = first.job_id if device.device_id in busy else second.job_id
+        assert device.desired()["fl"]["job_id"] == expected
+    third = fleet.start(per_round=1)
+    third = fleet.step(third.job_id, time.time())
+    assert third.round == 0
+    assert third.reason.startswith("waiting for devices")

@@ -51,7 +51,6 @@ from edgefleet.federated import (
     strategy_from_spec,
 )
 from edgefleet.federated.streaming import streaming_mean
-from edgefleet.protocol.labels import matches
 from edgefleet.protocol.v1 import FLAssignment, FLUpdateAck
 from edgefleet.server.context import ServerContext
 from edgefleet.server.fl import JobConfig, close_reason, select_devices
@@ -197,16 +196,25 @@ def step(ctx: ServerContext, job: FLJobRow, now: float) -> FLJobRow:
 
 
 def _candidates(ctx: ServerContext, job: FLJobRow, now: float) -> list[str]:
-    """Devices that match the job's selector, are online and train its task."""
+    """Devices that match the job's selector, are online, train its task, and are not busy.
+
+    A device holds one federated assignment at a time: one that is in another job's round
+    is left to that job until the round closes.
+    """
     online_after = now - ctx.settings.device_offline_after_s
-    out = []
-    for device in ctx.store.list_devices(job.selector or None):
-        if device.last_seen_at < online_after or not matches(job.selector, device.labels):
-            continue
-        tasks = device.inventory.get("fl_tasks") or []
-        if job.task in tasks:
-            out.append(device.device_id)
-    return out
+    ids = [
+        device.device_id
+        for device in ctx.store.list_devices(job.selector or None)
+        if device.last_seen_at >= online_after
+        and job.task in (device.inventory.get("fl_tasks") or [])
+    ]
+    states = ctx.store.list_desired_states(ids)
+    return [
+        device_id
+        for device_id in ids
+        if device_id not in states
+        or (states[device_id].fl or {}).get("job_id", job.job_id) == job.job_id
+    ]
 
 
 def _open_round(
@@ -214,7 +222,10 @@ def _open_round(
 ) -> FLJobRow:
     candidates = _candidates(ctx, job, now)
     if not candidates:
-        reason = "waiting for devices: none online matches the selector and trains " + job.task
+        reason = (
+            f"waiting for devices: none online matches the selector, trains {job.task} "
+            "and is free of other jobs' rounds"
+        )
         if job.reason != reason:
             return ctx.store.update_fl_job(job.job_id, job.revision, now, {"reason": reason})
         return job
@@ -232,9 +243,8 @@ def _open_round(
         result={"candidates": len(candidates)},
     )
     job = ctx.store.open_fl_round(job, now, row, selected)
-    if job.reason:
-        job = ctx.store.update_fl_job(job.job_id, job.revision, now, {"reason": ""})
-    _assign(ctx, job, config, row, selected, now)
+    assignment = _assignment(job, config, row)
+    _write_assignments(ctx, dict.fromkeys(selected, assignment), now)
     log.info(
         "federated job %s: round %d opened with %d of %d devices",
         job.job_id,
@@ -265,19 +275,14 @@ def _assignment(job: FLJobRow, config: JobConfig, round_row: FLRoundRow) -> dict
     ).model_dump(mode="json")
 
 
-def _assign(
-    ctx: ServerContext,
-    job: FLJobRow,
-    config: JobConfig,
-    round_row: FLRoundRow,
-    device_ids: list[str],
-    now: float,
+def _write_assignments(
+    ctx: ServerContext, assignments: dict[str, dict[str, Any] | None], now: float
 ) -> None:
-    if not device_ids:
+    """Set (or clear, with None) devices' assignments and wake their long polls."""
+    if not assignments:
         return
-    assignment = _assignment(job, config, round_row)
     expires_at = now + ctx.settings.desired_state_expiry_s
-    versions = ctx.store.set_fl_assignments(dict.fromkeys(device_ids, assignment), now, expires_at)
+    versions = ctx.store.set_fl_assignments(assignments, now, expires_at)
     for device_id, version in versions.items():
         ctx.versions.record(device_id, version, expires_at)
     ctx.changes.changed()
@@ -303,7 +308,7 @@ def _ensure_assignments(
     ]
     if missing:
         log.info("federated job %s: re-issuing %d assignments", job.job_id, len(missing))
-        _assign(ctx, job, config, round_row, missing, now)
+        _write_assignments(ctx, dict.fromkeys(missing, _assignment(job, config, round_row)), now)
 
 
 def _holds(fl: dict[str, Any] | None, job: FLJobRow, round_row: FLRoundRow) -> bool:
@@ -315,12 +320,7 @@ def _clear_assignments(ctx: ServerContext, job: FLJobRow, round_: int, now: floa
     ids = [p.device_id for p in device_parts(parts)]
     states = ctx.store.list_desired_states(ids)
     holding = [d for d in ids if d in states and (states[d].fl or {}).get("job_id") == job.job_id]
-    if holding:
-        expires_at = now + ctx.settings.desired_state_expiry_s
-        versions = ctx.store.set_fl_assignments(dict.fromkeys(holding), now, expires_at)
-        for device_id, version in versions.items():
-            ctx.versions.record(device_id, version, expires_at)
-        ctx.changes.changed()
+    _write_assignments(ctx, dict.fromkeys(holding), now)
 
 
 def _close_round(

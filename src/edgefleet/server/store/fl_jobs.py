@@ -164,6 +164,8 @@ class FLStore(StoreBase):
     ) -> FLJobRow:
         """Store round ``round_row`` with ``device_ids`` assigned, and move the job to it.
 
+        The job's reason (e.g. that it waits for devices) is cleared.
+
         One transaction, compare-and-set on the job's revision.
 
         Raises
@@ -173,7 +175,7 @@ class FLStore(StoreBase):
         """
         with self._write() as connection:
             updated = self._cas_job(
-                connection, job.job_id, job.revision, now, {"round": round_row.round}
+                connection, job.job_id, job.revision, now, {"round": round_row.round, "reason": ""}
             )
             connection.execute(sa.insert(schema.fl_rounds).values(**round_row.__dict__))
             if device_ids:
