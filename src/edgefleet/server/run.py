@@ -12,7 +12,29 @@ from edgefleet.server.app import create_app
 from edgefleet.server.registry.keys import RepositoryKeys
 from edgefleet.server.settings import ServerSettings
 
-__all__ = ["serve"]
+__all__ = ["listening_socket", "serve"]
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: any free port) and listening.
+
+    Raises
+    ------
+    OSError
+        The address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only then, and
+    # without it a body written after its headers waits for a delayed ACK (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)  # connections queue until the app has started
+    return sock
 
 
 def serve(settings: ServerSettings, announce: Callable[[str], None] = print) -> None:
@@ -30,17 +52,7 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] = print) -> 
             "warning: the TUF root key is online in the data dir; move it offline "
             "(it is needed only to rotate keys) and keep it safe"
         )
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only then, and
-    # without it a body written after its headers waits for a delayed ACK (~40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((settings.host, settings.port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(2048)  # connections queue until the app has started
+    sock = listening_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
     tls = settings.tls_certfile is not None
     scheme = "https" if tls else "http"

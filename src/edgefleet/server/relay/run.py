@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import uvicorn
 
 from edgefleet.server.relay.app import create_relay_app
 from edgefleet.server.relay.settings import RelaySettings
+from edgefleet.server.run import listening_socket
 
 __all__ = ["serve_relay"]
 
@@ -21,15 +21,7 @@ def serve_relay(settings: RelaySettings, announce: Callable[[str], None] = print
     OSError
         The address cannot be bound.
     """
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((settings.host, settings.port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(2048)
+    sock = listening_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
     tls = settings.tls_certfile is not None
     url = f"{'https' if tls else 'http'}://{settings.host}:{port}"
