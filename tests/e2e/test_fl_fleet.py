@@ -7,6 +7,8 @@ Each test runs a server and agents as subprocesses on loopback. The task is the 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,6 +32,19 @@ SERVER_ENV = {**ENV, "EDGEFLEET_FL_EVAL_S": "0.3"}
 def stack() -> Iterator[ExitStack]:
     with ExitStack() as stack:
         yield stack
+
+
+def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``edgefleet ARGS`` against ``server`` with its operator token."""
+    env = {**os.environ, "EDGEFLEET_SERVER": server.url, "EDGEFLEET_TOKEN": server.token}
+    return subprocess.run(
+        [sys.executable, "-m", "edgefleet", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def start_model(tmp_path: Path) -> Path:
@@ -163,3 +178,46 @@ def test_a_job_outlives_a_killed_agent_and_a_server_restart(
     assert isinstance(codec, DGCCodec)
     codec.load_state((agents[3].data_dir / "fl" / job / "codec.state").read_bytes())
     assert codec.round == 3
+
+    shown = cli(server, "fl", "status", job)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{job}  {TASK} from digits@1  COMPLETED  round 4/4" in shown.stdout
+    second_row = next(line for line in shown.stdout.splitlines() if line.startswith("2 "))
+    assert second_row.split()[:4] == ["2", "closed", "3/4", "1"]
+    assert "registered digits@2" in shown.stdout
+    listed = cli(server, "fl", "list")
+    assert job in listed.stdout
+    assert "completed" in listed.stdout
+    late = cli(server, "fl", "cancel", job)
+    assert late.returncode != 0
+    assert f"federated job {job} is completed, not running" in late.stderr
+
+
+def test_bad_job_settings_are_refused_from_the_command_line(
+    stack: ExitStack, tmp_path: Path
+) -> None:
+    server = stack.enter_context(ServerProcess.start(tmp_path / "server", env=SERVER_ENV))
+    push(server, start_model(tmp_path))
+    start = ("fl", "start", "--task", TASK)
+    unversioned = cli(server, *start, "--model", "digits")
+    assert unversioned.returncode != 0
+    assert "--model 'digits' must be NAME@VERSION" in unversioned.stderr
+    missing = cli(server, *start, "--model", "digits@9")
+    assert missing.returncode != 0
+    assert "no model version digits@9" in missing.stderr
+    bad_codec = cli(server, *start, "--model", "digits@1", "--compression", "dgc:2")
+    assert bad_codec.returncode != 0
+    assert "compression: codec spec 'dgc:2'" in bad_codec.stderr
+    bad_deadline = cli(server, *start, "--model", "digits@1", "--deadline", "soon")
+    assert bad_deadline.returncode != 0
+    assert "'soon'" in bad_deadline.stderr
+    # a good job with no device to train it waits, and is shown waiting
+    started = cli(server, *start, "--model", "digits@1", "--rounds", "2", "--per-round", "3")
+    assert started.returncode == 0, started.stderr
+    job = started.stdout.split()[1].rstrip(":")
+    wait_for("the job to wait for devices", lambda: bool(job_status(server, job)["reason"]))
+    waiting = cli(server, "fl", "status", job)
+    assert "RUNNING  round 0/2" in waiting.stdout
+    assert "waiting for devices" in waiting.stdout
+    cancelled = cli(server, "fl", "cancel", job)
+    assert cancelled.stdout.strip() == f"{job}: cancelled"

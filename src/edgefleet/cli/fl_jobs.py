@@ -19,18 +19,12 @@ from edgefleet.cli.fleet import (
     _print_json,
     _table,
 )
+from edgefleet.cli.rollout import parse_target
 from edgefleet.errors import ConfigurationError
 
 __all__ = ["fl_app", "print_job", "wait_for_job"]
 
 _DONE = ("completed", "failed", "cancelled")
-
-
-def _target(target: str) -> tuple[str, str]:
-    name, sep, version = target.partition("@")
-    if not sep or not name or not version:
-        raise ConfigurationError(f"--model {target!r} must be NAME@VERSION")
-    return name, version
 
 
 def _num(value: Any, spec: str = ".4f") -> str:
@@ -185,7 +179,7 @@ def start(
 
     The result is registered as a new version of the model, ready for `edgefleet rollout`.
     """
-    name, version = _target(model)
+    name, version = parse_target(model, "--model")
     body = {
         "task": task,
         "model": name,

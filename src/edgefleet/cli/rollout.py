@@ -23,7 +23,7 @@ from edgefleet.cli.fleet import (
 )
 from edgefleet.errors import ConfigurationError
 
-__all__ = ["policy_app", "print_status", "rollout_app"]
+__all__ = ["parse_target", "policy_app", "print_status", "rollout_app"]
 
 rollout_app = typer.Typer(
     help="Staged rollouts and A/B experiments gated on model quality, with automatic rollback.",
@@ -35,10 +35,11 @@ policy_app = typer.Typer(
 )
 
 
-def _target(target: str) -> tuple[str, str]:
+def parse_target(target: str, what: str = "rollout target") -> tuple[str, str]:
+    """``NAME@VERSION`` -> ``(NAME, VERSION)``; a clear error naming ``what`` otherwise."""
     name, sep, version = target.partition("@")
     if not sep or not name or not version:
-        raise ConfigurationError(f"rollout target {target!r} must be NAME@VERSION")
+        raise ConfigurationError(f"{what} {target!r} must be NAME@VERSION")
     return name, version
 
 
@@ -94,7 +95,7 @@ def start(
     as_json: JsonOpt = False,
 ) -> None:
     """Start rolling NAME@VERSION out to the devices matching --to, stage by stage."""
-    name, version = _target(target)
+    name, version = parse_target(target)
     body: dict[str, Any] = {"model": name, "version": version, "selector": to}
     if plan_file is not None:
         body["plan"] = _read_plan(plan_file)
