@@ -83,27 +83,17 @@ class DesiredStateStore(StoreBase):
                 shown = ", ".join(repr(d) for d in missing[:10])
                 more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
                 raise NotFoundError(f"no device {shown}{more}; no desired state was changed")
-            table = schema.desired_states
-            upsert = self._insert(table)
-            statement = upsert.on_conflict_do_update(
-                index_elements=[table.c.device_id],
-                set_={
-                    "version": upsert.excluded.version,
-                    "model": upsert.excluded.model,
-                    "shadow": upsert.excluded.shadow,
-                    # a federated assignment is kept: it changes only through set_fl_assignments
-                    "issued_at": upsert.excluded.issued_at,
-                    "expires_at": upsert.excluded.expires_at,
-                },
-            )
-            connection.execute(
-                statement,
+            # a federated assignment is kept: it changes only through set_fl_assignments
+            self._upsert(
+                connection,
+                ("model", "shadow"),
                 [
                     {
                         "device_id": device_id,
                         "version": version,
                         "model": model,
                         "shadow": shadow,
+                        "fl": None,
                         "issued_at": now,
                         "expires_at": expires_at,
                     }
@@ -111,6 +101,24 @@ class DesiredStateStore(StoreBase):
                 ],
             )
         return versions
+
+    def _upsert(
+        self, connection: Connection, parts: tuple[str, ...], rows: list[dict[str, Any]]
+    ) -> None:
+        """Insert desired states, or update an existing one's version, times and ``parts``.
+
+        The columns not in ``parts`` keep their stored values (a new row takes ``rows``').
+        """
+        if not rows:
+            return
+        table = schema.desired_states
+        upsert = self._insert(table)
+        kept = ("version", *parts, "issued_at", "expires_at")
+        statement = upsert.on_conflict_do_update(
+            index_elements=[table.c.device_id],
+            set_={name: upsert.excluded[name] for name in kept},
+        )
+        connection.execute(statement, rows)
 
     @staticmethod
     def _bump_versions(connection: Connection, ids: list[str]) -> dict[str, int]:
@@ -173,22 +181,12 @@ class DesiredStateStore(StoreBase):
         ids = sorted(assignments)
         if not ids:
             return {}
-        table = schema.desired_states
         with self._write() as connection:
             versions = self._bump_versions(connection, ids)
-            for device_id, version in versions.items():
-                upsert = self._insert(table)
-                statement = upsert.on_conflict_do_update(
-                    index_elements=[table.c.device_id],
-                    set_={
-                        "version": upsert.excluded.version,
-                        "fl": upsert.excluded.fl,
-                        "issued_at": upsert.excluded.issued_at,
-                        "expires_at": upsert.excluded.expires_at,
-                    },
-                )
-                connection.execute(
-                    statement,
+            self._upsert(
+                connection,
+                ("fl",),
+                [
                     {
                         "device_id": device_id,
                         "version": version,
@@ -197,8 +195,10 @@ class DesiredStateStore(StoreBase):
                         "fl": assignments[device_id],
                         "issued_at": now,
                         "expires_at": expires_at,
-                    },
-                )
+                    }
+                    for device_id, version in versions.items()
+                ],
+            )
         return versions
 
     def list_desired_states(self, device_ids: Sequence[str]) -> dict[str, DesiredStateRow]:
