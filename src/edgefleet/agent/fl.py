@@ -16,7 +16,8 @@ An :class:`~edgefleet.protocol.v1.FLAssignment` arrives in the signed desired st
 
 So a device killed mid-round loses nothing but that round, and a restarted one resumes with
 the residual it had; an update the server refused (round closed) leaves the stored state as it
-was before the round. Training runs in this thread; serving is not interrupted.
+was before the round. Training runs in this thread, beside serving: it shares the device's
+CPU (and the process's interpreter lock) with inference while a round trains.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from edgefleet.agent._files import read_json, write_atomic, write_json_atomic
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.reporter import EventLog
 from edgefleet.agent.uplink import RefusedError, Uplink
-from edgefleet.errors import ConfigurationError, UplinkError
+from edgefleet.errors import UplinkError
 from edgefleet.federated import (
     Dataset,
     Task,
@@ -162,9 +163,11 @@ class FLWorker:
             self._wake.clear()
             with self._lock:
                 assignment = self._assignment
-            if assignment is None or self.stop.is_set() or self.done(assignment):
+            if assignment is None or self.stop.is_set():
                 continue
             try:
+                if self.done(assignment):
+                    continue
                 self.work(assignment)
             except Exception as exc:  # keep the agent up; the server closes the round anyway
                 log.exception("federated round %s/%d", assignment.job_id, assignment.round)
@@ -298,9 +301,7 @@ class FLWorker:
     # -- bookkeeping ------------------------------------------------------------------------------
 
     def _job_dir(self, a: FLAssignment) -> Path:
-        if not a.job_id.replace("-", "").isalnum():
-            raise ConfigurationError(f"job id {a.job_id!r} is not a safe folder name")
-        folder = self.folder / a.job_id
+        folder = self.folder / a.job_id  # a plain name: FLAssignment's pattern checks it
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 

@@ -202,7 +202,10 @@ class FLAssignment(_Body):
     the codec's state, e.g. error-feedback residuals, on its disk), and uploads the payload.
     """
 
-    job_id: str = Field(min_length=1, max_length=64)
+    job_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="The job's id (also a folder name on the device).",
+    )
     round: int = Field(ge=1)
     task: str = Field(min_length=1, max_length=200, description="Task spec the device trains.")
     model_hash: str = Field(
