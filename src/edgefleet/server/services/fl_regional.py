@@ -14,13 +14,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from edgefleet.errors import ConflictError, ForbiddenError, NotFoundError, ProtocolError
-from edgefleet.federated import DenseCodec
-from edgefleet.federated.compression import PayloadError
 from edgefleet.server.context import ServerContext
-from edgefleet.server.services.fl import REGION_PREFIX
+from edgefleet.server.fl.checks import decode_update
+from edgefleet.server.services.fl import REGION_PREFIX, get_job
 
 __all__ = ["REGION_LABEL", "receive_regional"]
 
@@ -77,9 +74,9 @@ def receive_regional(
         raise ProtocolError("a regional aggregate names a device twice")
     if not 1 <= examples <= _MAX_EXAMPLES:
         raise ProtocolError(f"example count must be in [1, {_MAX_EXAMPLES}], got {examples}")
-    job = ctx.store.get_fl_job(job_id)
-    if job is None:
-        raise NotFoundError(f"no federated job {job_id!r}")
+    job = get_job(ctx, job_id)
+    if job.state != "running":
+        raise ConflictError(f"federated job {job_id} is {job.state}; it takes no updates")
     round_row = ctx.store.get_fl_round(job_id, round_)
     if round_row is None:
         raise NotFoundError(f"federated job {job_id} has no round {round_}")
@@ -101,7 +98,7 @@ def receive_regional(
                 f"device {device_id} is not in region {region} "
                 f"(its label {REGION_LABEL}={label or '(none)'})"
             )
-    _check_payload(payload, int(job.config["num_params"]))
+    decode_update("dense", payload, int(job.config["num_params"]))
     sha256, _ = ctx.artifacts.put_bytes(payload)
     reason = f"aggregated in region {region}"
     ctx.store.settle_regional_fl_update(
@@ -117,17 +114,3 @@ def receive_regional(
         metrics={"devices": float(len(ids))},
     )
     return {"part": part_id, "devices": len(ids), "examples": examples, "bytes": len(payload)}
-
-
-def _check_payload(payload: bytes, num_params: int) -> None:
-    if not payload:
-        raise ProtocolError("the regional aggregate is empty")
-    try:
-        values = DenseCodec().decode(payload, num_params)
-    except (PayloadError, ValueError) as exc:
-        raise ProtocolError(
-            f"regional aggregate does not decode as dense float32 of {num_params} values: {exc}"
-        ) from exc
-    if not np.all(np.isfinite(values)):
-        bad = int(np.count_nonzero(~np.isfinite(values)))
-        raise ProtocolError(f"regional aggregate holds {bad} NaN or infinite values")
