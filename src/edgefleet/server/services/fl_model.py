@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.errors import ConfigurationError
+from edgefleet.errors import ConfigurationError, NotFoundError
 from edgefleet.federated import Task, Vector, load_task, set_params
 from edgefleet.server.context import ServerContext
 from edgefleet.server.services import registry
@@ -25,6 +25,7 @@ __all__ = [
     "evaluate",
     "job_task",
     "load_params",
+    "params_of_version",
     "register_result",
     "store_params",
 ]
@@ -92,8 +93,6 @@ def params_of_version(ctx: ServerContext, task: Task, name: str, version: str) -
     ConfigurationError
         The model does not fit the task.
     """
-    from edgefleet.errors import NotFoundError
-
     row = ctx.store.get_model_version(name, version)
     if row is None:
         raise NotFoundError(f"no model version {name}@{version}")
