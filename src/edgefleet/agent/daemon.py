@@ -113,12 +113,12 @@ class Agent:
 
     def inventory(self) -> Inventory:
         """The inventory of this device now."""
-        inventory = collect_inventory(
+        return collect_inventory(
             self.settings.data_dir,
             labels=self.settings.labels,
             active_model=self.updater.active_model(),
+            fl_tasks=self.settings.fl_tasks,
         )
-        return inventory.model_copy(update={"fl_tasks": list(self.settings.fl_tasks)})
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -102,6 +102,7 @@ def collect_inventory(
     *,
     labels: dict[str, str] | None = None,
     active_model: ActiveModel | None = None,
+    fl_tasks: list[str] | None = None,
     proc: Path = PROC,
 ) -> Inventory:
     """Describe this device for a heartbeat or the enrolment request.
@@ -114,6 +115,8 @@ def collect_inventory(
         The device's labels.
     active_model
         The model served now, if any.
+    fl_tasks
+        The federated tasks this device trains.
     proc
         Root of the ``/proc`` tree to read.
     """
@@ -133,4 +136,5 @@ def collect_inventory(
         agent_version=__version__,
         active_model=active_model,
         labels=dict(labels or {}),
+        fl_tasks=list(fl_tasks or []),
     )
