@@ -6,8 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip --disable-pip-version-check -q
+# Every install of the test and demo environment uses the pinned versions in constraints.txt
+# (pyproject.toml keeps the package's own ranges loose). To refresh the pins, see the header of
+# constraints.txt: `make clean && make install CONSTRAINTS=/dev/null`, test, then freeze.
+CONSTRAINTS ?= constraints.txt
 
-.PHONY: help install browser postgres demo test lint format pytest bench clean
+.PHONY: help install browser postgres promtool demo test lint format pytest bench clean
 
 help:
 	@echo "make demo    build and serve models, measure edge vs cloud, run a server and 3 agents"
@@ -15,10 +19,10 @@ help:
 	@echo "make lint    only the static checks"
 	@echo "make bench   run the performance benchmarks in benchmarks/ (prints ratios)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,train]'
+	$(PIP) install -c $(CONSTRAINTS) torch==2.13.0
+	$(PIP) install -c $(CONSTRAINTS) -e '.[dev,train]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +46,16 @@ ifeq ($(INITDB),)
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null
 endif
 
+# The agent's /metrics test checks the exposition with `promtool check metrics` (Debian's
+# prometheus package; only promtool is used, no Prometheus server is started).
+PROMTOOL := $(shell command -v promtool)
+promtool:
+ifeq ($(PROMTOOL),)
+	@echo "installing Debian's prometheus (for promtool) for the metrics tests"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+endif
+
 demo: $(STAMP)
 	$(VENV)/bin/edgefleet demo
 
@@ -56,7 +70,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 # Two workers, one test file each at a time: most end-to-end time is waiting on subprocesses.
-pytest: $(STAMP) browser postgres
+pytest: $(STAMP) browser postgres promtool
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test: lint pytest
