@@ -11,12 +11,13 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # constraints.txt: `make clean && make install CONSTRAINTS=/dev/null`, test, then freeze.
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: help install browser postgres promtool demo test lint format pytest bench clean
+.PHONY: help install browser postgres promtool test-under-load demo test lint format pytest bench clean
 
 help:
 	@echo "make demo    build and serve models, measure edge vs cloud, run a server and 3 agents"
 	@echo "make test    lint (ruff, mypy, import contracts) and the whole test suite"
 	@echo "make lint    only the static checks"
+	@echo "make test-under-load  the test suite with a busy loop on every core beside it"
 	@echo "make bench   run the performance benchmarks in benchmarks/ (prints ratios)"
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
@@ -74,6 +75,11 @@ pytest: $(STAMP) browser postgres promtool
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test: lint pytest
+
+# The suite must stay green on a busy machine: the same run with a busy loop on every core beside it.
+test-under-load: $(STAMP) browser postgres promtool
+	@hogs=""; for i in $$(seq $$(nproc)); do $(PY) -c 'while True: pass' & hogs="$$hogs $$!"; done; \
+	  $(PY) -m pytest -n 2 --dist loadfile; rc=$$?; kill $$hogs; exit $$rc
 
 bench: $(STAMP) postgres
 	$(PY) benchmarks/runtime_overhead.py
