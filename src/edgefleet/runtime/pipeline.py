@@ -177,14 +177,14 @@ class Pipeline:
             if names != self._input_names:
                 recorder.record_rejected()
                 missing = sorted(self._input_names - names)
-                if missing:
-                    raise MissingInputError(
-                        f"pipeline {self.name!r} needs input(s) {', '.join(map(repr, missing))}"
-                    )
                 extra = sorted(map(str, names - self._input_names))
-                raise UnexpectedInputError(
-                    f"pipeline {self.name!r} has no input(s) {', '.join(map(repr, extra))}"
-                )
+                unknown = f"has no input(s) {', '.join(map(repr, extra))}" if extra else ""
+                if missing:
+                    needs = f"needs input(s) {', '.join(map(repr, missing))}"
+                    raise MissingInputError(
+                        f"pipeline {self.name!r} {unknown + ' and ' if extra else ''}{needs}"
+                    )
+                raise UnexpectedInputError(f"pipeline {self.name!r} {unknown}")
             board: dict[str, NDArray[Any]] = dict(feeds)
             try:
                 for stage in self.stages:

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from edgefleet.runtime.dtypes import ElementType
 
-__all__ = ["Dim", "TensorSpec"]
+__all__ = ["MAX_RANK", "Dim", "TensorSpec"]
+
+MAX_RANK = 64
+"""The most dimensions a tensor may have: numpy's limit (ONNX Runtime's tensors are no deeper)."""
 
 Dim = int | str | None
 """A dimension: a fixed size, a symbolic name (``"batch"``), or ``None`` for unknown."""

@@ -99,15 +99,16 @@ class InputValidator:
     def _name_error(self, feeds: Mapping[str, Any]) -> Exception:
         given = set(feeds)
         missing = [n for n in self.names if n not in given]
-        if missing:
-            return MissingInputError(
-                f"model {self.model!r} needs input(s) {', '.join(map(repr, missing))}; "
-                f"expected {', '.join(map(repr, self.names))}"
-            )
-        extra = sorted(map(str, given - self._name_set))
-        return UnexpectedInputError(
-            f"model {self.model!r} has no input(s) {', '.join(map(repr, extra))}; "
-            f"expected {', '.join(map(repr, self.names))}"
+        unknown = sorted(map(str, given - self._name_set))
+        expected = f"expected {_names(self.names)}"
+        if unknown:
+            gave = f"model {self.model!r} has no input(s) {_names(unknown)}"
+            if missing:
+                return MissingInputError(f"{gave} and needs {_names(missing)}; {expected}")
+            return UnexpectedInputError(f"{gave}; {expected}")
+        given_text = f"given {_names(sorted(map(str, given)))}" if given else "given none"
+        return MissingInputError(
+            f"model {self.model!r} needs input(s) {_names(missing)}; {given_text}; {expected}"
         )
 
     def _coerce(self, i: int, value: Any) -> NDArray[Any]:
@@ -158,6 +159,10 @@ class InputValidator:
                 if isinstance(want, str):
                     values[want] = got
         return values
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(map(repr, names))
 
 
 def _all_str(arr: NDArray[Any]) -> bool:

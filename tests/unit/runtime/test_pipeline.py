@@ -131,3 +131,9 @@ def test_unparseable_yaml(tmp_path: Path, demo_dir: Path) -> None:
 def test_missing_definition_file(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="cannot read"):
         load_pipeline(tmp_path / "nope.yaml")
+
+
+def test_a_wrong_pipeline_input_name_is_named(demo_dir: Path) -> None:
+    pipeline = load_pipeline(demo_dir / "digit-reader.yaml")
+    with pytest.raises(MissingInputError, match=r"has no input\(s\) 'picture' and needs.*'image'"):
+        pipeline.predict({"picture": np.zeros((1, 1, 32, 32), np.float32)})

@@ -195,3 +195,14 @@ def test_validation_accepts_exactly_the_declared_shapes(model: Model, shape: lis
 def test_validation_refuses_every_other_dtype(model: Model, dtype: str) -> None:
     with pytest.raises(InputDTypeError, match="expects FP32"):
         model.predict({"input": np.zeros((1, 1, 8, 8), dtype=dtype)})
+
+
+def test_a_wrong_input_name_names_what_was_given_and_what_is_expected(
+    model: Model, one_digit: NDArray[np.float32]
+) -> None:
+    with pytest.raises(MissingInputError) as caught:
+        model.predict({"image": one_digit})
+    message = str(caught.value)
+    assert "has no input(s) 'image'" in message
+    assert "needs 'input'" in message
+    assert "expected 'input'" in message

@@ -19,6 +19,8 @@ from numpy.typing import NDArray
 
 from edgefleet.errors import EdgefleetError, ProtocolError
 from edgefleet.runtime.dtypes import ElementType, from_datatype
+from edgefleet.runtime.oip.bounded_json import loads_bounded
+from edgefleet.runtime.spec import MAX_RANK
 
 __all__ = [
     "InferRequest",
@@ -64,10 +66,7 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
                 f"{len(body)} bytes"
             )
         header_bytes, tail = body[:header_length], memoryview(body)[header_length:]
-    try:
-        header = json.loads(header_bytes)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"request body is not valid JSON: {exc}") from None
+    header = loads_bounded(header_bytes, what="request body")
     if not isinstance(header, dict):
         raise ProtocolError("request body must be a JSON object")
     raw_inputs = header.get("inputs")
@@ -151,6 +150,11 @@ def _tensor_header(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ProtocolError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    if len(shape) > MAX_RANK:
+        raise ProtocolError(
+            f"input {name!r}: shape has rank {len(shape)}; at most {MAX_RANK} dimensions are "
+            "supported"
+        )
     params = item.get("parameters") or {}
     if not isinstance(params, dict):
         raise ProtocolError(f"input {name!r}: 'parameters' must be a JSON object")
@@ -305,9 +309,9 @@ def decode_response_outputs(body: bytes, header_length: int | None) -> dict[str,
     header_bytes = body if header_length is None else body[:header_length]
     tail = memoryview(body)[len(header_bytes) :]
     try:
-        header = json.loads(header_bytes)
+        header = loads_bounded(header_bytes, what="response")
         outputs = header["outputs"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise ProtocolError(f"response is not an inference response: {exc}") from None
     result: dict[str, NDArray[Any]] = {}
     offset = 0
