@@ -42,7 +42,7 @@ import struct
 import threading
 from collections import deque
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 from edgefleet.bench.netem_spec import Emulation, parse_emulation
 from edgefleet.errors import ConfigurationError
@@ -54,6 +54,7 @@ _MIN_BUFFER = 1 << 20  # bytes held per direction before reading from the sender
 _UNLIMITED_BUFFER = 16 << 20  # the same, for a link with no bandwidth limit
 _STOP_TIMEOUT_S = 5.0
 _MAX_LEAD_S = 2e-3  # upper bound of the timer-lateness compensation
+_DELAYS_KEPT = 10_000  # per direction, for :meth:`NetemProxy.delays`
 
 
 class _Link:
@@ -153,6 +154,7 @@ class _Pipe:
         if release < self.last_release:
             release = self.last_release
         self.last_release = release
+        self.conn.proxy._record_delay(self.up, release - now)
         if release <= now and not self.queue:
             self._deliver(data)  # fast path: nothing to wait for
             return
@@ -329,6 +331,7 @@ class NetemProxy:
         self._stats = dict.fromkeys(
             ("connections", "bytes_up", "bytes_down", "resets", "upstream_failures"), 0
         )
+        self._delays: dict[bool, list[float]] = {True: [], False: []}  # up: client to upstream
         self._conns: set[_Connection] = set()
         self._live = 0  # open transports, both sides
         self._thread: threading.Thread | None = None
@@ -412,6 +415,18 @@ class NetemProxy:
         """
         return {**self._stats, "active": len(self._conns)}
 
+    def delays(self, direction: Literal["up", "down"]) -> list[float]:
+        """How long the proxy held each recent chunk (and EOF) of ``direction``, in seconds.
+
+        The scheduled hold of each of the last 10,000 chunks of that direction, in arrival
+        order: its emulated one-way delay (rtt/2 and the jitter draw), plus its wait for the
+        shared link (bandwidth) and for the chunk before it (order). ``up`` is client to
+        upstream. This is the proxy's own account of what it applied, free of the scheduling
+        noise of a measured round trip; a chunk leaves at most 2 ms before its time (timer
+        lateness compensation) and later when the machine is busy.
+        """
+        return self._delays[direction == "up"][-_DELAYS_KEPT:]
+
     # -- event loop thread ---------------------------------------------------------------------
 
     def _run(self, ready: threading.Event) -> None:
@@ -489,6 +504,12 @@ class NetemProxy:
     def _lost(self) -> bool:
         loss = self.emulation.loss
         return loss > 0 and self._loss_rng.random() < loss
+
+    def _record_delay(self, up: bool, held_s: float) -> None:
+        kept = self._delays[up]
+        kept.append(held_s)
+        if len(kept) > 2 * _DELAYS_KEPT:
+            del kept[:_DELAYS_KEPT]
 
     def _count_bytes(self, up: bool, n: int) -> None:
         self._stats["bytes_up" if up else "bytes_down"] += n
