@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import onnx
 import onnxruntime as ort
 
 from edgefleet.agent.compat import check_compatibility, max_supported_opset
@@ -24,6 +23,7 @@ from edgefleet.errors import ConfigurationError, ModelLoadError
 from edgefleet.protocol.v1 import DesiredModel
 from edgefleet.runtime import Servable, load
 from edgefleet.runtime.calibrated import check_temperature
+from edgefleet.runtime.onnx_file import read_onnx_file
 
 __all__ = [
     "file_opset",
@@ -152,7 +152,6 @@ def load_record(record: ModelRecord, models_dir: Path, load_options: dict[str, A
 def file_opset(path: Path) -> int:
     """The default-domain opset an ONNX file imports."""
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
+        return read_onnx_file(path).opset
+    except (ValueError, OSError) as exc:
         raise ModelLoadError(f"{path} is not a valid ONNX model: {exc}") from exc
-    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)

@@ -30,53 +30,56 @@ Examples
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
 
 from edgefleet.errors import CompatibilityError
+from edgefleet.runtime.onnx_file import identity_model
 
 __all__ = ["check_compatibility", "compatibility_problems", "max_supported_opset"]
 
 _KNOWN = ("execution_providers", "memory_bytes")
 _MiB = 2**20
+_PROBE_FLOOR = 7
+_PROBE_CEILING = 256  # far past any opset: ai.onnx gains about two a year
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
 def max_supported_opset() -> int:
     """The newest default-domain (``ai.onnx``) opset the installed ONNX Runtime accepts.
 
-    ONNX Runtime publishes no such number, so it is asked: a one-node ``Identity`` model is
-    stamped with opsets from a few past the installed ``onnx`` package's newest opset
-    (``onnx.defs.onnx_opset_version()``) downwards, and the first one a session accepts is
-    the answer. Runs once per process (a few milliseconds); falls back to the ``onnx``
-    package's number should no probe succeed.
+    ONNX Runtime publishes no such number, so it is asked: one-node ``Identity`` models stamped
+    with different opsets are offered to a session, and a binary search between opset 7 and
+    :data:`_PROBE_CEILING` finds the newest it accepts (acceptance is monotonic: a runtime
+    refuses opsets past the newest it knows). Runs once per process (a few milliseconds).
+    Returns 0, refusing every model, should even opset 7 be refused.
     """
-    ceiling = onnx.defs.onnx_opset_version()
     options = ort.SessionOptions()
     options.log_severity_level = 3  # opsets still "under development" only warn
-    for opset in range(ceiling + 8, 6, -1):
+
+    def accepted(opset: int) -> bool:
         try:
-            ort.InferenceSession(_identity(opset), options, providers=["CPUExecutionProvider"])
-        except Exception:  # a refusal: try the next older opset
-            continue
-        return opset
-    return ceiling
+            ort.InferenceSession(identity_model(opset), options, providers=["CPUExecutionProvider"])
+        except Exception:  # a refusal
+            return False
+        return True
 
-
-def _identity(opset: int) -> bytes:
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        "probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return bytes(model.SerializeToString())
+    low, high = _PROBE_FLOOR, _PROBE_CEILING  # low accepted (checked below), high refused
+    if not accepted(low):
+        log.warning("ONNX Runtime refuses even opset %d; no model is compatible", low)
+        return 0
+    while high - low > 1:
+        middle = (low + high) // 2
+        if accepted(middle):
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def compatibility_problems(

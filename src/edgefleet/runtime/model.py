@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from numpy.typing import NDArray
 
@@ -24,6 +23,7 @@ from edgefleet.errors import (
 from edgefleet.runtime._runner import SessionRunner
 from edgefleet.runtime.calibrated import CalibratedMaxProbability
 from edgefleet.runtime.dtypes import from_ort
+from edgefleet.runtime.onnx_file import OnnxFacts, read_onnx_file
 from edgefleet.runtime.options import LoadOptions, resolve_providers
 from edgefleet.runtime.spec import Dim, TensorSpec
 from edgefleet.runtime.validation import InputValidator
@@ -76,18 +76,16 @@ class Model:
         self.options = options
         self.name = options.name or path.stem
         self.version = options.version
-        self.size_bytes, proto = _read_model(path)
-        self.opset = max(
-            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0
-        )
-        self._session = self._create_session(proto)
+        self.size_bytes, facts = _read_model(path)
+        self.opset = facts.opset
+        self._session = self._create_session()
         self.providers: list[str] = self._session.get_providers()
         meta = self._session.get_modelmeta()
         self.metadata: dict[str, str] = dict(meta.custom_metadata_map)
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
-        extractor, classes = self._confidence(proto)
+        extractor, classes = self._confidence(facts)
         self.telemetry = InferenceRecorder(self.name, self.version, extractor, classes=classes)
         self._validator = InputValidator(self.name, self.inputs)
         self._runner = SessionRunner(
@@ -103,13 +101,12 @@ class Model:
         self._record = self.telemetry.record
         self._inflight: list[None] = []
         self._closing = False
-        del proto
         if options.warmup:
             self._warmup()
 
     # -- loading ------------------------------------------------------------------------------
 
-    def _create_session(self, proto: onnx.ModelProto) -> ort.InferenceSession:
+    def _create_session(self) -> ort.InferenceSession:
         providers = resolve_providers(self.options.providers)
         so = self.options.session_options()
         source: str | bytes = str(self.path)
@@ -136,11 +133,11 @@ class Model:
                     exc = cpu_exc
             raise ModelLoadError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
 
-    def _confidence(self, proto: onnx.ModelProto) -> tuple[ConfidenceExtractor | None, int | None]:
+    def _confidence(self, facts: OnnxFacts) -> tuple[ConfidenceExtractor | None, int | None]:
         choice = self.options.confidence
         if choice != "auto":
             return choice, None
-        producers = {out: node.op_type for node in proto.graph.node for out in node.output}
+        producers = facts.producers
         for spec in self.outputs:
             last = spec.shape[-1] if spec.shape else None
             if (
@@ -266,7 +263,7 @@ def wait_for_drain(inflight: list[None], timeout: float) -> float:
     return deadline
 
 
-def _read_model(path: Path) -> tuple[int, onnx.ModelProto]:
+def _read_model(path: Path) -> tuple[int, OnnxFacts]:
     if not path.exists():
         raise ModelLoadError(f"model file not found: {path}")
     if not path.is_file():
@@ -275,12 +272,10 @@ def _read_model(path: Path) -> tuple[int, onnx.ModelProto]:
     if size == 0:
         raise ModelLoadError(f"model file is empty: {path}")
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
+        facts = read_onnx_file(path)
+    except (ValueError, OSError) as exc:
         raise ModelLoadError(f"{path} is not a valid ONNX model: {exc}") from exc
-    if not proto.graph.node and not proto.graph.output:
-        raise ModelLoadError(f"{path} is not a valid ONNX model: it has no graph")
-    return size, proto
+    return size, facts
 
 
 def _spec(arg: Any) -> TensorSpec:

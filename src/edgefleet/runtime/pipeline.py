@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from numpy.typing import NDArray
 
 from edgefleet.errors import (
@@ -273,6 +272,8 @@ def load_pipeline(path: str | Path, **options: Any) -> Pipeline:
         text = path.read_text()
     except OSError as exc:
         raise PipelineError(f"cannot read pipeline definition {path}: {exc.strerror}") from None
+    import yaml  # only pipelines need it: not imported on every agent and serve start
+
     try:
         spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
