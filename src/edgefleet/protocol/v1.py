@@ -23,6 +23,10 @@ codec's payload (:mod:`edgefleet.federated.compression`); the number of training
 the device's own metrics travel in the headers :data:`FL_EXAMPLES_HEADER` and
 :data:`FL_METRICS_HEADER` (a JSON object of numbers).
 
+Integers, floats and text that the control plane stores use the constrained types of
+:mod:`edgefleet.protocol.bounds` (a 64-bit counter, a 32-bit round, text without NUL), so a value
+no column can hold is refused with a message naming its field.
+
 >>> Heartbeat(inventory=Inventory(arch="x86_64")).inventory.arch
 'x86_64'
 """
@@ -32,6 +36,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from edgefleet.protocol.bounds import (
+    Count32,
+    Count64,
+    Finite,
+    Name,
+    Positive32,
+    Positive64,
+    Text,
+)
 
 __all__ = [
     "API_PREFIX",
@@ -82,7 +96,7 @@ class ActiveModel(_Body):
 
     name: str = Field(description="Stable serving name (the registry's model name).")
     version: str = Field(description="The model version.")
-    release: int = Field(ge=0, description="Release counter of the TUF target it came from.")
+    release: Count64 = Field(description="Release counter of the TUF target it came from.")
     sha256: str = Field(description="SHA-256 of the model file, hex.")
 
 
@@ -92,10 +106,10 @@ class Inventory(_Body):
     hostname: str = ""
     arch: str = Field(default="", description="Machine architecture (platform.machine()).")
     cpu_model: str = ""
-    cpu_count: int = Field(default=0, ge=0)
-    memory_bytes: int = Field(default=0, ge=0, description="Total physical memory.")
-    memory_available_bytes: int = Field(default=0, ge=0)
-    disk_free_bytes: int = Field(default=0, ge=0, description="Free bytes on the data disk.")
+    cpu_count: Count32 = 0
+    memory_bytes: Count64 = Field(default=0, description="Total physical memory.")
+    memory_available_bytes: Count64 = 0
+    disk_free_bytes: Count64 = Field(default=0, description="Free bytes on the data disk.")
     os: str = ""
     python: str = ""
     onnxruntime_version: str = ""
@@ -133,9 +147,9 @@ class Heartbeat(_Body):
     """Periodic liveness and inventory report."""
 
     inventory: Inventory
-    state: str = Field(default="idle", max_length=64, description="The agent's reconcile state.")
-    desired_version: int = Field(default=0, ge=0, description="Last desired-state version applied.")
-    held_since: float | None = Field(
+    state: Text = Field(default="idle", max_length=64, description="The agent's reconcile state.")
+    desired_version: Count64 = Field(default=0, description="Last desired-state version applied.")
+    held_since: Finite | None = Field(
         default=None, description="When local software took the update hold, if it holds it."
     )
 
@@ -153,9 +167,9 @@ class DesiredModel(_Body):
     name: str
     version: str
     target: str = Field(description="TUF target path of the artifact.")
-    release: int = Field(ge=1, description="Release counter; never decreases for a name.")
+    release: Positive64 = Field(description="Release counter; never decreases for a name.")
     sha256: str
-    length: int = Field(ge=1)
+    length: Positive64
 
 
 class ShadowSpec(_Body):
@@ -191,7 +205,7 @@ class UpdatePolicy(_Body):
     """
 
     windows: list[MaintenanceWindow] = Field(default_factory=list, max_length=32)
-    daily_download_bytes: int | None = Field(default=None, ge=1)
+    daily_download_bytes: Positive64 | None = None
 
 
 class FLAssignment(_Body):
@@ -206,21 +220,21 @@ class FLAssignment(_Body):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
         description="The job's id (also a folder name on the device).",
     )
-    round: int = Field(ge=1)
+    round: Positive32
     task: str = Field(min_length=1, max_length=200, description="Task spec the device trains.")
     model_hash: str = Field(
         pattern=r"^[0-9a-f]{16}$", description="model_hash of the round's global model."
     )
-    num_params: int = Field(ge=1)
+    num_params: Positive64
     compression: str = Field(max_length=200, description="Uplink codec spec, e.g. dgc:0.999.")
     local_epochs: int = Field(default=1, ge=1, le=1000)
     learning_rate: float | None = Field(default=None, gt=0)
-    batch_size: int | None = Field(default=None, ge=1)
+    batch_size: Positive32 | None = None
     mu: float = Field(default=0.0, ge=0, description="FedProx proximal coefficient.")
     privacy: str | None = Field(
         default=None, max_length=200, description="Differential privacy applied on the device."
     )
-    seed: int = Field(default=0, ge=0, description="Seeds local training (with round, device).")
+    seed: Count64 = Field(default=0, description="Seeds local training (with round, device).")
     deadline: float = Field(description="Server time after which the update is refused.")
 
 
@@ -285,14 +299,14 @@ EventKind = Literal[
 class Event(_Body):
     """One step of the agent's work, reported to the server (idempotent by ``event_id``)."""
 
-    event_id: str = Field(min_length=8, max_length=64)
-    at: float
+    event_id: Text = Field(min_length=8, max_length=64)
+    at: Finite
     kind: EventKind
-    model: str = ""
-    version: str = ""
-    release: int = 0
+    model: Name = ""
+    version: Name = ""
+    release: Count64 = 0
     ok: bool = True
-    detail: str = Field(default="", max_length=4000)
+    detail: Text = Field(default="", max_length=4000)
 
 
 class EventBatch(_Body):
@@ -305,8 +319,8 @@ class ShadowComparison(_Body):
     """How a shadow model's outputs compared with the active model's on the same inputs."""
 
     active_version: str = Field(description="The active model version it was compared with.")
-    compared: int = Field(ge=0, description="Samples both models scored.")
-    disagreed: int = Field(ge=0, description="Samples whose top-1 class (or comparison) differs.")
+    compared: Count64 = Field(description="Samples both models scored.")
+    disagreed: Count64 = Field(description="Samples whose top-1 class (or comparison) differs.")
     confidence_delta_sum: float = Field(
         default=0.0, description="Sum over samples of shadow minus active (calibrated) confidence."
     )
@@ -320,14 +334,14 @@ class TelemetryWindow(_Body):
     are calibrated (temperature scaling from the release) when the release carries one.
     """
 
-    window_id: str = Field(min_length=8, max_length=64)
-    model: str
-    version: str
-    started_at: float
-    ended_at: float
+    window_id: Text = Field(min_length=8, max_length=64)
+    model: Name
+    version: Name
+    started_at: Finite
+    ended_at: Finite
     snapshot: dict[str, Any] = Field(description="TelemetrySnapshot.to_dict() of the window.")
-    swaps: int = Field(default=0, ge=0)
-    rollbacks: int = Field(default=0, ge=0)
+    swaps: Count32 = 0
+    rollbacks: Count32 = 0
     role: Literal["active", "shadow"] = "active"
     shadow: ShadowComparison | None = None
 
@@ -335,10 +349,10 @@ class TelemetryWindow(_Body):
 class TelemetryBatch(_Body):
     """Telemetry windows uploaded together, with the spool's running drop counter."""
 
-    batch_id: str = Field(min_length=8, max_length=64)
+    batch_id: Text = Field(min_length=8, max_length=64)
     windows: list[TelemetryWindow] = Field(max_length=1000)
-    dropped_total: int = Field(
-        0, ge=0, description="Windows the spool ever dropped over its byte budget (monotonic)."
+    dropped_total: Count64 = Field(
+        0, description="Windows the spool ever dropped over its byte budget (monotonic)."
     )
 
 
@@ -361,4 +375,4 @@ class FLUpdateAck(_Body):
 class FLDecline(_Body):
     """A device says it will not train a round it was given (task not enabled, no data...)."""
 
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: Text = Field(min_length=1, max_length=1000)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from edgefleet.protocol.bounds import Count32, Count64, Name, Positive32, Text
 from edgefleet.protocol.labels import parse_selector
 from edgefleet.protocol.v1 import (
     API_PREFIX,
@@ -26,6 +27,7 @@ from edgefleet.protocol.v1 import (
     FLUpdateAck,
 )
 from edgefleet.server.api.auth import CurrentDevice, CurrentOperator, context
+from edgefleet.server.api.params import RoundPath, TextPath
 from edgefleet.server.context import ServerContext
 from edgefleet.server.fl import JobConfig
 from edgefleet.server.rollout.plan import parse_duration
@@ -44,21 +46,21 @@ class JobRequest(BaseModel):
     """Start a federated job from registered model ``model@version``."""
 
     model_config = ConfigDict(extra="forbid")
-    task: str = Field(min_length=1, max_length=200, description="Task spec, e.g. digits.")
-    model: str
-    version: str
-    selector: str = Field(default="", description="Label selector, e.g. site=plant-3.")
+    task: Name = Field(min_length=1, description="Task spec, e.g. digits.")
+    model: Name
+    version: Name
+    selector: Text = Field(default="", description="Label selector, e.g. site=plant-3.")
     rounds: int = Field(ge=1, le=10_000)
     per_round: int = Field(ge=1, le=100_000)
-    min_results: int = Field(default=0, ge=0, description="0: every selected device.")
-    strategy: str = "fedavg"
-    compression: str = "dense"
-    deadline: str = Field(default="5m", description="Round deadline, e.g. 90s, 5m.")
+    min_results: Count32 = Field(default=0, description="0: every selected device.")
+    strategy: Text = Field(default="fedavg", max_length=200)
+    compression: Text = Field(default="dense", max_length=200)
+    deadline: Text = Field(default="5m", max_length=64, description="Round deadline, e.g. 5m.")
     local_epochs: int = Field(default=1, ge=1, le=1000)
     learning_rate: float | None = Field(default=None, gt=0)
-    batch_size: int | None = Field(default=None, ge=1)
-    seed: int = Field(default=0, ge=0)
-    privacy: str | None = None
+    batch_size: Positive32 | None = None
+    seed: Count64 = 0
+    privacy: Text | None = Field(default=None, max_length=200)
 
 
 @operator_router.post("/jobs", status_code=201)
@@ -111,13 +113,13 @@ def list_jobs(ctx: Ctx, _: CurrentOperator) -> list[dict[str, Any]]:
 
 
 @operator_router.get("/jobs/{job_id}")
-def job_status(ctx: Ctx, _: CurrentOperator, job_id: str) -> dict[str, Any]:
+def job_status(ctx: Ctx, _: CurrentOperator, job_id: TextPath) -> dict[str, Any]:
     """The job round by round: participants, dropouts, bytes up and down, metrics."""
     return fl_status.status(ctx, job_id, time.time())
 
 
 @operator_router.post("/jobs/{job_id}/cancel")
-def cancel_job(ctx: Ctx, _: CurrentOperator, job_id: str) -> dict[str, Any]:
+def cancel_job(ctx: Ctx, _: CurrentOperator, job_id: TextPath) -> dict[str, Any]:
     """Stop a running job (the global model so far is kept, nothing is registered)."""
     now = time.time()
     fl.cancel(ctx, job_id, now)
@@ -125,7 +127,7 @@ def cancel_job(ctx: Ctx, _: CurrentOperator, job_id: str) -> dict[str, Any]:
 
 
 @device_router.get("/{job_id}/{round_}/model")
-def round_model(job_id: str, round_: int, device: CurrentDevice, ctx: Ctx) -> Response:
+def round_model(job_id: TextPath, round_: RoundPath, device: CurrentDevice, ctx: Ctx) -> Response:
     """The round's global model, for a device selected for it."""
     data, digest = fl.model_payload(ctx, device.device_id, job_id, round_)
     return Response(
@@ -137,7 +139,7 @@ def round_model(job_id: str, round_: int, device: CurrentDevice, ctx: Ctx) -> Re
 
 @device_router.post("/{job_id}/{round_}/update", response_model=FLUpdateAck)
 async def upload_update(
-    job_id: str, round_: int, request: Request, device: CurrentDevice, ctx: Ctx
+    job_id: TextPath, round_: RoundPath, request: Request, device: CurrentDevice, ctx: Ctx
 ) -> FLUpdateAck:
     """Take an encoded update into the round, or refuse it with the reason (stored)."""
     payload = await request.body()
@@ -157,7 +159,7 @@ async def upload_update(
 
 @device_router.post("/{job_id}/{round_}/decline", response_model=FLUpdateAck)
 def decline_round(
-    job_id: str, round_: int, body: FLDecline, device: CurrentDevice, ctx: Ctx
+    job_id: TextPath, round_: RoundPath, body: FLDecline, device: CurrentDevice, ctx: Ctx
 ) -> FLUpdateAck:
     """The device will not train this round; the round goes on without it."""
     return fl.decline(ctx, device.device_id, job_id, round_, body.reason, time.time())

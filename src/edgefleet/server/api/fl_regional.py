@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from edgefleet.errors import NotFoundError, ProtocolError
 from edgefleet.protocol.v1 import API_PREFIX, FL_EXAMPLES_HEADER
 from edgefleet.server.api.auth import CurrentDevice, CurrentOperator, context
+from edgefleet.server.api.params import RoundPath, TextPath
 from edgefleet.server.context import ServerContext
 from edgefleet.server.services import fl_regional
 
@@ -44,7 +45,7 @@ Ctx = Annotated[ServerContext, Depends(context)]
 
 @operator_router.post("/jobs/{job_id}/rounds/{round_}/regional")
 async def upload_regional(
-    job_id: str, round_: int, request: Request, ctx: Ctx, _: CurrentOperator
+    job_id: TextPath, round_: RoundPath, request: Request, ctx: Ctx, _: CurrentOperator
 ) -> dict[str, Any]:
     """Take a regional relay's aggregate into an open round (its devices become in_region)."""
     region = request.headers.get(REGION_HEADER)

@@ -16,8 +16,15 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.errors import NotFoundError
+from edgefleet.protocol.bounds import Name, Positive32, Text
 from edgefleet.protocol.labels import check_labels, parse_selector
 from edgefleet.server.api.auth import CurrentOperator, context
+from edgefleet.server.api.params import (
+    DEFAULT_LIMIT,
+    Limit,
+    TextPath,
+    TextQuery,
+)
 from edgefleet.server.context import ServerContext
 from edgefleet.server.services import registry
 from edgefleet.server.services.telemetry import StoredWindow, summarize
@@ -36,17 +43,19 @@ class EnrollTokenRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     labels: dict[str, str] = Field(default_factory=dict, max_length=64)
-    uses: int | None = Field(default=None, ge=1, description="How many enrolments (none: any).")
-    ttl_s: float | None = Field(default=86400.0, gt=0, description="Lifetime in seconds.")
+    uses: Positive32 | None = Field(default=None, description="How many enrolments (none: any).")
+    ttl_s: float | None = Field(
+        default=86400.0, gt=0, le=100 * 365 * 86400.0, description="Lifetime in seconds."
+    )
 
 
 class DeployRequest(BaseModel):
     """Assign ``model@version`` to every device matching ``selector`` (and future ones)."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str
-    version: str
-    selector: str = Field(default="", description="Label selector, e.g. region=eu,hw=orin-nx.")
+    model: Name
+    version: Name
+    selector: Text = Field(default="", description="Label selector, e.g. region=eu,hw=orin-nx.")
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -68,8 +77,8 @@ def push_model(
     ctx: Ctx,
     _: CurrentOperator,
     file: Annotated[UploadFile, File(description="The ONNX model file.")],
-    name: Annotated[str, Form()],
-    version: Annotated[str | None, Form()] = None,
+    name: Annotated[Name, Form()],
+    version: Annotated[Name | None, Form()] = None,
     golden: Annotated[int, Form(ge=0, le=64)] = 8,
     calibration: Annotated[UploadFile | None, File(description="npz with x and y.")] = None,
 ) -> dict[str, Any]:
@@ -96,13 +105,13 @@ def push_model(
 
 
 @router.get("/models")
-def list_models(ctx: Ctx, _: CurrentOperator, name: str | None = None) -> list[dict[str, Any]]:
+def list_models(ctx: Ctx, _: CurrentOperator, name: TextQuery = None) -> list[dict[str, Any]]:
     """Every model version (of ``name``), oldest first."""
     return [_row(r) for r in ctx.store.list_model_versions(name)]
 
 
 @router.get("/models/{name}")
-def show_model(ctx: Ctx, _: CurrentOperator, name: str) -> dict[str, Any]:
+def show_model(ctx: Ctx, _: CurrentOperator, name: TextPath) -> dict[str, Any]:
     """A model's versions and releases."""
     versions = ctx.store.list_model_versions(name)
     if not versions:
@@ -115,15 +124,16 @@ def show_model(ctx: Ctx, _: CurrentOperator, name: str) -> dict[str, Any]:
 
 
 @router.get("/devices")
-def list_devices(ctx: Ctx, _: CurrentOperator, selector: str = "") -> list[dict[str, Any]]:
+def list_devices(ctx: Ctx, _: CurrentOperator, selector: TextQuery = None) -> list[dict[str, Any]]:
     """Devices matching a label selector, with their online state."""
     ctx.heartbeats.flush()
     now = time.time()
-    return [_device(ctx, d, now) for d in ctx.store.list_devices(parse_selector(selector))]
+    devices = ctx.store.list_devices(parse_selector(selector or ""))
+    return [_device(ctx, d, now) for d in devices]
 
 
 @router.get("/devices/{device_id}")
-def show_device(ctx: Ctx, _: CurrentOperator, device_id: str) -> dict[str, Any]:
+def show_device(ctx: Ctx, _: CurrentOperator, device_id: TextPath) -> dict[str, Any]:
     """A device: inventory, desired state, merged telemetry per model version, recent events."""
     ctx.heartbeats.flush()
     row = ctx.store.get_device(device_id)
@@ -191,10 +201,12 @@ def _telemetry(
 def telemetry(
     ctx: Ctx,
     _: CurrentOperator,
-    model: str | None = None,
-    version: str | None = None,
-    device_id: str | None = None,
-    since: Annotated[float | None, Query(description="Unix time: windows ending after.")] = None,
+    model: TextQuery = None,
+    version: TextQuery = None,
+    device_id: TextQuery = None,
+    since: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Unix time: windows ending after.")
+    ] = None,
     per_device: bool = False,
 ) -> dict[str, Any]:
     """Merged telemetry per model version, fleet-wide (and per device with ``per_device``)."""
@@ -213,7 +225,7 @@ def telemetry(
 
 @router.get("/events")
 def events(
-    ctx: Ctx, _: CurrentOperator, device_id: str | None = None, limit: int = 100
+    ctx: Ctx, _: CurrentOperator, device_id: TextQuery = None, limit: Limit = DEFAULT_LIMIT
 ) -> list[dict[str, Any]]:
     """Recent agent events, newest first."""
-    return [_row(e) for e in ctx.store.list_events(device_id, limit=min(limit, 1000))]
+    return [_row(e) for e in ctx.store.list_events(device_id, limit=limit)]

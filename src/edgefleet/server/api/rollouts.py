@@ -15,9 +15,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.errors import ConfigurationError
+from edgefleet.protocol.bounds import Name, Positive64, Text
 from edgefleet.protocol.labels import parse_selector
 from edgefleet.protocol.v1 import MaintenanceWindow, UpdatePolicy
 from edgefleet.server.api.auth import CurrentOperator, context
+from edgefleet.server.api.params import TextPath, TextQuery
 from edgefleet.server.context import ServerContext
 from edgefleet.server.rollout.plan import (
     load_plan_data,
@@ -43,20 +45,20 @@ class RolloutRequest(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    model: str
-    version: str
-    selector: str = Field(default="", description="Label selector, e.g. region=eu,hw=orin-nx.")
-    stages: str | None = Field(
+    model: Name
+    version: Name
+    selector: Text = Field(default="", description="Label selector, e.g. region=eu,hw=orin-nx.")
+    stages: Text | None = Field(
         default=None, description="e.g. shadow:10%:1h,canary:5%:2h,25%:2h,100%"
     )
-    gates: list[str] = Field(
+    gates: list[Text] = Field(
         default_factory=list,
         max_length=32,
         description="e.g. p99_ratio<=1.5,min_devices=3 (default gates when empty).",
     )
-    progress_deadline: str | None = Field(default=None, description="e.g. 1h")
-    ab_share: str | None = Field(default=None, description="A/B: share of devices on B, e.g. 50%")
-    ab_duration: str | None = Field(default=None, description="A/B: how long it runs, e.g. 2h")
+    progress_deadline: Text | None = Field(default=None, description="e.g. 1h")
+    ab_share: Text | None = Field(default=None, description="A/B: share of devices on B, e.g. 50%")
+    ab_duration: Text | None = Field(default=None, description="A/B: how long it runs, e.g. 2h")
     auto_promote: bool = False
     plan: dict[str, Any] | None = None
 
@@ -65,16 +67,16 @@ class ActionRequest(BaseModel):
     """Why an operator acts (kept in the timeline)."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(default="", max_length=1000)
+    reason: Text = Field(default="", max_length=1000)
 
 
 class PolicyRequest(BaseModel):
     """Maintenance windows and a daily download budget for the devices matching ``selector``."""
 
     model_config = ConfigDict(extra="forbid")
-    selector: str = ""
+    selector: Text = ""
     windows: list[MaintenanceWindow] = Field(default_factory=list, max_length=32)
-    daily_download_bytes: int | None = Field(default=None, ge=1)
+    daily_download_bytes: Positive64 | None = None
 
 
 def _plan(body: RolloutRequest) -> RolloutPlan | ExperimentPlan:
@@ -130,7 +132,7 @@ def list_rollouts(ctx: Ctx, _: CurrentOperator) -> list[dict[str, Any]]:
 
 
 @router.get("/rollouts/{rollout_id}")
-def rollout_status(ctx: Ctx, _: CurrentOperator, rollout_id: str) -> dict[str, Any]:
+def rollout_status(ctx: Ctx, _: CurrentOperator, rollout_id: TextPath) -> dict[str, Any]:
     """Stage, gate values against thresholds, devices per state and the timeline."""
     return rollouts.status(ctx, rollout_id, time.time())
 
@@ -139,7 +141,7 @@ def rollout_status(ctx: Ctx, _: CurrentOperator, rollout_id: str) -> dict[str, A
 def rollout_action(
     ctx: Ctx,
     _: CurrentOperator,
-    rollout_id: str,
+    rollout_id: TextPath,
     action: Literal["pause", "resume", "promote", "abort"],
     body: ActionRequest | None = None,
 ) -> dict[str, Any]:
@@ -158,10 +160,10 @@ def set_policy(ctx: Ctx, _: CurrentOperator, body: PolicyRequest) -> dict[str, A
 
 
 @router.delete("/policies")
-def delete_policy(ctx: Ctx, _: CurrentOperator, selector: str = "") -> dict[str, Any]:
+def delete_policy(ctx: Ctx, _: CurrentOperator, selector: TextQuery = None) -> dict[str, Any]:
     """Remove the update policy of a selector."""
-    devices = policies.set_policy(ctx, parse_selector(selector), None, time.time())
-    return {"selector": selector, "devices": devices}
+    devices = policies.set_policy(ctx, parse_selector(selector or ""), None, time.time())
+    return {"selector": selector or "", "devices": devices}
 
 
 @router.get("/policies")

@@ -11,9 +11,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.schema import Table
 
-from edgefleet.errors import EdgefleetError, NotFoundError, StoreError
+from edgefleet.errors import EdgefleetError, NotFoundError
 from edgefleet.server.store import schema
-from edgefleet.server.store._engine import BEGIN_OPTION, describe_error, mask_url
+from edgefleet.server.store._engine import BEGIN_OPTION, classify_error, mask_url
 
 __all__ = ["CHUNK", "StoreBase", "chunks"]
 
@@ -56,13 +56,21 @@ class StoreBase:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        """A read transaction (a consistent snapshot; never blocks writers)."""
+        """A read transaction (a consistent snapshot; never blocks writers).
+
+        Raises
+        ------
+        RefusedValueError, RefusedRowError
+            The database refused a value or a row of the request (see :func:`classify_error`).
+        StoreError
+            The database failed or cannot be reached.
+        """
         try:
             with self._engine.connect() as connection:
                 yield connection
         except EdgefleetError:
             raise
-        except exc.SQLAlchemyError as error:
+        except (exc.SQLAlchemyError, OverflowError) as error:
             raise self._store_error(error) from error
 
     @contextmanager
@@ -73,20 +81,20 @@ class StoreBase:
         a read-modify-write inside one transaction is atomic across threads and processes. On
         PostgreSQL each method relies on single atomic statements (``UPDATE ... RETURNING``,
         ``INSERT ... ON CONFLICT``) under the default READ COMMITTED isolation.
+
+        Raises the same errors as :meth:`_read`.
         """
         try:
             with self._writer.begin() as connection:
                 yield connection
         except EdgefleetError:
             raise
-        except exc.SQLAlchemyError as error:
+        except (exc.SQLAlchemyError, OverflowError) as error:
             raise self._store_error(error) from error
 
-    def _store_error(self, error: exc.SQLAlchemyError) -> StoreError:
-        return StoreError(
-            f"database error on {mask_url(self._engine.url)}: "
-            f"{describe_error(error, self._engine.url)}"
-        )
+    def _store_error(self, error: exc.SQLAlchemyError | OverflowError) -> EdgefleetError:
+        """The domain error for ``error``: refused content (a 4xx) or a failed store (503)."""
+        return classify_error(error, self._engine.url)
 
     def _insert(self, table: Table) -> Insert:
         """An INSERT with this dialect's ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""

@@ -1,4 +1,12 @@
-"""Engines for the store: URL checks, SQLite's pragmas and transaction mode, error messages."""
+"""Engines for the store: URL checks, SQLite's pragmas and transaction mode, error messages.
+
+Errors are told apart by cause: a database that cannot be reached or fails is a
+:class:`~edgefleet.errors.StoreError` (the API answers 503: try again later), while a statement
+the database refuses because of the values it carries (a number out of its column's range,
+NUL in text, text too long, a row that breaks a unique or foreign key) is
+:class:`RefusedValueError` or :class:`RefusedRowError`, which the API answers with a 4xx: the
+same request would be refused again.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +19,17 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine
 
-from edgefleet.errors import StoreError
+from edgefleet.errors import ConflictError, EdgefleetError, ProtocolError, StoreError
 
-__all__ = ["BEGIN_OPTION", "create_store_engine", "describe_error", "mask_url"]
+__all__ = [
+    "BEGIN_OPTION",
+    "RefusedRowError",
+    "RefusedValueError",
+    "classify_error",
+    "create_store_engine",
+    "describe_error",
+    "mask_url",
+]
 
 BEGIN_OPTION = "edgefleet_sqlite_begin"
 """Execution option naming SQLite's transaction mode: "DEFERRED" (default) or "IMMEDIATE"."""
@@ -165,6 +181,31 @@ def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+
+class RefusedValueError(ProtocolError):
+    """The database refused a value of the request: out of range, NUL in text, too long."""
+
+
+class RefusedRowError(ConflictError):
+    """The database refused a row because of what is stored (a unique or foreign key)."""
+
+
+def classify_error(error: BaseException, url: URL | None = None) -> EdgefleetError:
+    """The domain error for a failed statement: refused content (4xx) or a failed store (503).
+
+    ``error`` is a SQLAlchemy error, or the :class:`OverflowError` that Python's sqlite3 raises
+    for an integer beyond 64 bits before SQLite sees it.
+    """
+    if isinstance(error, OverflowError):
+        return RefusedValueError(f"a number is out of the database's range: {error}")
+    detail = describe_error(error, url)
+    if isinstance(error, exc.DataError):
+        return RefusedValueError(f"the database refused a value: {detail}")
+    if isinstance(error, exc.IntegrityError):
+        return RefusedRowError(f"the database refused the change: {detail}")
+    where = f" on {mask_url(url)}" if url is not None else ""
+    return StoreError(f"database error{where}: {detail}")
 
 
 def describe_error(error: BaseException, url: URL | None = None) -> str:

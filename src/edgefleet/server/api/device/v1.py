@@ -69,7 +69,9 @@ async def desired_state(
     request: Request,
     device: CurrentDevice,
     ctx: Ctx,
-    wait: Annotated[float, Query(ge=0, description="Long-poll seconds.")] = 0.0,
+    wait: Annotated[
+        float, Query(ge=0, allow_inf_nan=False, description="Long-poll seconds.")
+    ] = 0.0,
 ) -> Response:
     """The device's signed desired state; ``If-None-Match`` with the current version gets 304.
 
