@@ -106,6 +106,8 @@ def model_push(
             f"calibration: temperature {c['temperature']:.3f}, ECE {c['ece_before']:.4f} -> "
             f"{c['ece_after']:.4f} on {c['n']} samples"
         )
+        if c.get("applied") is False:
+            typer.echo(f"calibration not applied: {c['note']}")
 
 
 @model_app.command("list")

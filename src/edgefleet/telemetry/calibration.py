@@ -110,6 +110,12 @@ class TemperatureScaling:
     ece_before: float
     ece_after: float
     accuracy: float
+    applied: bool = True
+    """False when the fitted temperature made ECE worse and ``temperature`` was left at 1."""
+    fitted_temperature: float | None = None
+    """The temperature the fit found, whether or not it was applied."""
+    note: str = ""
+    """Why the fitted temperature was not applied (empty when it was)."""
 
     def apply(self, probabilities: ArrayLike) -> NDArray[np.float64]:
         """Calibrated probabilities for rows of softmax output (argmax unchanged)."""
@@ -128,8 +134,11 @@ class TemperatureScaling:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TemperatureScaling:
         """Inverse of :meth:`to_dict`; a bad or missing temperature is refused."""
+        optional = {"applied", "fitted_temperature", "note"}  # absent from older records
         try:
-            fitted = cls(**{k: data[k] for k in cls.__dataclass_fields__})
+            fitted = cls(
+                **{k: data[k] for k in cls.__dataclass_fields__ if k in data or k not in optional}
+            )
         except (KeyError, TypeError) as exc:
             raise ConfigurationError(f"not a temperature-scaling record: {exc}") from None
         if not (math.isfinite(fitted.temperature) and fitted.temperature > 0):
@@ -166,7 +175,18 @@ def fit_temperature(
 
     The NLL of temperature scaling is unimodal in ``log T``; the search runs to a relative
     precision of 1e-4 and falls back to ``T = 1`` if that is at least as good, so a fit never
-    makes the holdout worse.
+    makes the holdout's NLL worse. Minimising NLL can still raise the expected calibration
+    error (a few confidently wrong rows pull ``T`` up and leave the rest under-confident); a
+    temperature that makes the holdout's ECE worse is not applied: the result keeps ``T = 1``,
+    ``applied`` is False, and ``note`` says why, with both ECE figures.
+
+    >>> p = np.array([[0.7, 0.3]] * 500 + [[0.97, 0.03]] * 480 + [[1 - 1e-6, 1e-6]] * 20)
+    >>> y = np.array([0] * 350 + [1] * 150 + [0] * 466 + [1] * 14 + [1] * 20)
+    >>> fit = fit_temperature(p, y)
+    >>> fit.temperature, fit.applied, round(fit.fitted_temperature, 1)
+    (1.0, False, 2.2)
+    >>> fit.note.split(";")[0]
+    'the fitted temperature 2.174 would make ECE worse on the holdout (0.0196 -> 0.1386)'
 
     Raises
     ------
@@ -193,13 +213,25 @@ def fit_temperature(
     after = _nll(log_p, y, temperature)
     if after > before:
         temperature, after = 1.0, before
-    calibrated = _scaled(log_p, temperature)
+    fitted = round(temperature, 6)
+    ece_before = expected_calibration_error(p, y)
+    ece_after = expected_calibration_error(_scaled(log_p, temperature), y)
+    note = ""
+    if ece_after > ece_before:
+        note = (
+            f"the fitted temperature {fitted:.3f} would make ECE worse on the holdout "
+            f"({ece_before:.4f} -> {ece_after:.4f}); not applied, temperature stays 1"
+        )
+        temperature, after, ece_after = 1.0, before, ece_before
     return TemperatureScaling(
         temperature=round(temperature, 6),
         samples=len(y),
         nll_before=round(before, 6),
         nll_after=round(after, 6),
-        ece_before=expected_calibration_error(p, y),
-        ece_after=expected_calibration_error(calibrated, y),
+        ece_before=ece_before,
+        ece_after=ece_after,
         accuracy=float((p.argmax(axis=1) == y).mean()),
+        applied=not note,
+        fitted_temperature=fitted,
+        note=note,
     )

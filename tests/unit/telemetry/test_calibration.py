@@ -92,3 +92,54 @@ def test_unusable_calibration_data_is_refused_with_the_reason(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         fit_temperature(probabilities, labels)
+
+
+def confidently_wrong_holdout() -> tuple[np.ndarray, np.ndarray]:
+    """A holdout whose NLL-optimal temperature makes ECE worse.
+
+    Most rows are already calibrated (confidence 0.7 right 70% of the time, 0.97 right 97%);
+    twenty rows are wrong at confidence 0.999999. Minimising NLL softens everything to pay for
+    those twenty, which leaves the calibrated majority under-confident.
+    """
+    p = np.array([[0.7, 0.3]] * 500 + [[0.97, 0.03]] * 480 + [[1 - 1e-6, 1e-6]] * 20)
+    y = np.array([0] * 350 + [1] * 150 + [0] * 466 + [1] * 14 + [1] * 20)
+    return p, y
+
+
+def test_a_temperature_that_makes_ece_worse_is_not_applied_and_the_fit_says_so() -> None:
+    p, y = confidently_wrong_holdout()
+    fitted_t = 2.174
+    assert expected_calibration_error(softmax(np.log(p) / fitted_t), y) > (
+        expected_calibration_error(p, y)
+    )  # the premise: the NLL fit would make ECE worse
+
+    fit = fit_temperature(p, y)
+
+    assert fit.temperature == 1.0
+    assert fit.applied is False
+    assert fit.fitted_temperature == pytest.approx(fitted_t, abs=0.01)
+    assert fit.ece_after == fit.ece_before
+    assert fit.nll_after == fit.nll_before
+    np.testing.assert_allclose(fit.apply(p), p)
+    assert "would make ECE worse" in fit.note
+    assert f"({fit.ece_before:.4f} -> " in fit.note
+    assert "not applied, temperature stays 1" in fit.note
+
+
+def test_a_temperature_that_improves_ece_is_applied_with_no_note() -> None:
+    logits, labels = sampled(4000, 5, seed=3)
+    fit = fit_temperature(softmax(logits * 2.0), labels)
+    assert fit.applied is True
+    assert fit.note == ""
+    assert fit.temperature == fit.fitted_temperature != 1.0
+    assert fit.ece_after < fit.ece_before
+
+
+def test_records_written_before_the_applied_flag_still_read() -> None:
+    logits, labels = sampled(500, 3, seed=4)
+    old = fit_temperature(softmax(logits), labels).to_dict()
+    for key in ("applied", "fitted_temperature", "note"):
+        old.pop(key)
+    restored = TemperatureScaling.from_dict(old)
+    assert restored.applied is True
+    assert restored.temperature == old["temperature"]

@@ -8,6 +8,7 @@ its softmax output (the one the runtime's confidence telemetry uses) is calibrat
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from edgefleet.telemetry import MaxProbability, fit_temperature
 
 __all__ = ["fit_calibration"]
 
+log = logging.getLogger(__name__)
+
 _BATCH = 256
 
 
@@ -29,7 +32,9 @@ def fit_calibration(model_path: Path, data_path: Path) -> dict[str, Any]:
 
     Returns the fields of :class:`~edgefleet.telemetry.calibration.TemperatureScaling`
     (``temperature``, ``samples``, ``nll_before``, ``nll_after``, ``ece_before``,
-    ``ece_after``, ``accuracy``; ``TemperatureScaling.from_dict`` reads it back) plus ``n``
+    ``ece_after``, ``accuracy``, ``applied``, ``fitted_temperature``, ``note``: a temperature
+    that would make the holdout's ECE worse is not applied, the temperature stays 1 and ``note``
+    says so, also in the server log; ``TemperatureScaling.from_dict`` reads it back) plus ``n``
     (the number of samples) and ``mean_confidence_calibrated``, the mean calibrated
     max-probability on the holdout: the accuracy estimate that label-free monitoring compares
     with ``accuracy``.
@@ -61,6 +66,8 @@ def fit_calibration(model_path: Path, data_path: Path) -> dict[str, Any]:
             f"{classes} classes of output {output!r}; found {bad}"
         )
     fit = fit_temperature(probabilities, y)
+    if not fit.applied:
+        log.warning("calibration of %s: %s", model_path.name, fit.note)
     return {
         **fit.to_dict(),
         "n": fit.samples,
