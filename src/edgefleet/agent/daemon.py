@@ -28,6 +28,7 @@ from types import FrameType
 from edgefleet.agent._files import remove_temporaries
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.budget import DownloadBudget
+from edgefleet.agent.datadir import DataDirLock
 from edgefleet.agent.enrollment import StoppedError, ensure_enrolled, stored_credential
 from edgefleet.agent.fl import FLWorker, parse_partition
 from edgefleet.agent.gate import ActivationGate
@@ -96,6 +97,7 @@ class Agent:
         self._uplink: Uplink | None = None
         self._spool: Spool | None = None
         self._running = False
+        self._lock: DataDirLock | None = None
         s = settings
         self.policy = HealthPolicy(
             period_s=s.health_watch_s,
@@ -130,14 +132,27 @@ class Agent:
 
         Raises
         ------
+        DataDirInUseError
+            Another agent holds the data dir's lock (nothing was read or written).
         BindError
             The serve address cannot be bound.
         ConfigurationError
             The data dir or the stored credential is unusable.
         """
+        if self._lock is not None and self._lock.held:
+            raise RuntimeError("the agent has already started")
+        # Nothing in the data dir is read or written before it is checked and locked.
+        self._lock = DataDirLock.acquire(self.settings.data_dir)
+        try:
+            self._start()
+        except BaseException:
+            self.stop(undo_created=True)
+            raise
+
+    def _start(self) -> None:
         s = self.settings
-        for directory in (s.data_dir, s.models_dir, s.downloads_dir, s.trust_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        for directory in (s.models_dir, s.downloads_dir, s.trust_dir):
+            directory.mkdir(exist_ok=True)
         s.data_dir.chmod(0o700)
         # Not enrolled and nothing to enrol with: fail before serving.
         enrolled = stored_credential(s) is not None
@@ -191,8 +206,12 @@ class Agent:
         self._thread("edgefleet-telemetry", self._telemetry_loop)
         self._thread("edgefleet-connect", self._connect)
 
-    def stop(self) -> None:
-        """Stop gracefully (idempotent): drain requests, spool the open window, close files."""
+    def stop(self, *, undo_created: bool = False) -> None:
+        """Stop gracefully (idempotent): drain requests, spool the open window, close files.
+
+        The data dir's lock is released last; ``undo_created`` (a failed start) also removes
+        the data dir if this start created it.
+        """
         self.stop_event.set()
         self.activate.set()
         if self._service is not None:
@@ -224,6 +243,8 @@ class Agent:
         if self._running:
             self._marker.end()
             self._running = False
+        if self._lock is not None:
+            self._lock.release(undo_created=undo_created)
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT (main thread only); re-raise a fatal thread error."""

@@ -8,7 +8,11 @@ Exit codes:
 * 2: bad options or settings (malformed labels or address, not enrolled and no token or
   server URL, unreadable credential or CA file);
 * 4: the serve address cannot be bound;
-* 6: the control plane refused the enrolment token (unknown, expired or used up).
+* 6: the control plane refused the enrolment token (unknown, expired or used up);
+* 8: another agent runs on the data dir (the message names its PID); nothing in the data dir
+  was read or written.
+
+A data dir that is a regular file, or cannot be created or read, is a bad setting (2).
 
 A control plane that cannot be reached is not an exit: the agent serves its current model and
 retries with backoff. A refused device credential (revoked) is logged as an error; the agent
@@ -103,11 +107,14 @@ def agent_command(
     variables (EDGEFLEET_HEARTBEAT_INTERVAL_S, EDGEFLEET_HEALTH_WATCH_S, ...).
 
     Exit codes: 0 stopped by a signal; 1 unexpected error; 2 bad options or settings; 4 the
-    serve address cannot be bound; 6 the enrolment token was refused.
+    serve address cannot be bound; 6 the enrolment token was refused; 8 another agent runs on
+    the data dir (one agent per data dir).
     """
     from edgefleet.agent.daemon import Agent, BindError
+    from edgefleet.agent.datadir import DataDirInUseError
     from edgefleet.agent.enrollment import EnrollmentRefusedError
     from edgefleet.agent.settings import AgentSettings
+    from edgefleet.cli.main import EXIT_DATA_DIR_IN_USE
 
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
@@ -134,6 +141,8 @@ def agent_command(
     agent = Agent(settings, announce=lambda line: typer.echo(line, err=True))
     try:
         agent.run()
+    except DataDirInUseError as exc:
+        _fail(str(exc), EXIT_DATA_DIR_IN_USE)
     except BindError as exc:
         _fail(str(exc), EXIT_ADDRESS)
     except EnrollmentRefusedError as exc:

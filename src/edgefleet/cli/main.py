@@ -40,6 +40,7 @@ EXIT_ADDRESS = 4
 EXIT_TARGET = 5
 EXIT_AUTH = 6
 EXIT_UNREACHABLE = 7
+EXIT_DATA_DIR_IN_USE = 8  # edgefleet agent: another agent holds the data dir's lock
 
 app = typer.Typer(
     name="edgefleet",
