@@ -45,8 +45,14 @@ def start(*args: str) -> Served:
 
 def stop(served: Served) -> tuple[int, str]:
     served.proc.send_signal(signal.SIGTERM)
-    _, err = served.proc.communicate(timeout=30)
+    _, err = served.proc.communicate(timeout=120)
     return served.proc.returncode, err
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far (user and system), from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture
@@ -84,13 +90,15 @@ def test_sigterm_delivered_to_a_worker_thread_still_stops_the_server(digits_serv
     assert workers, "serve should run worker threads (accept loop, ONNX Runtime pool)"
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.tgkill(pid, workers[0], signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
-    _, err = digits_server.proc.communicate(timeout=30)
+    _, err = digits_server.proc.communicate(timeout=120)
     assert digits_server.proc.returncode == 0
     assert "stopped" in err
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
 def test_sigterm_lets_the_running_request_finish(model_cache: Path) -> None:
     served = start(str(build_resnet18(model_cache)), "--name", "resnet")
+    idle = cpu_seconds(served.proc.pid)
     x = np.random.default_rng(0).random((16, 3, 224, 224), dtype=np.float32)
     result: list[object] = []
 
@@ -106,13 +114,15 @@ def test_sigterm_lets_the_running_request_finish(model_cache: Path) -> None:
 
     thread = threading.Thread(target=slow_request)
     thread.start()
-    time.sleep(0.3)  # the request is being computed now (it takes well over a second)
-    t0 = time.monotonic()
+    # the request is being computed once the idle server burns CPU (it needs well over 1 s)
+    deadline = time.monotonic() + 120
+    while cpu_seconds(served.proc.pid) - idle < 0.2 and not result:
+        assert time.monotonic() < deadline, "the request never started computing"
+        time.sleep(0.01)
     code, _ = stop(served)
-    thread.join(60)
+    thread.join(120)
     assert result == [(16, 1000)]
     assert code == 0
-    assert time.monotonic() - t0 < 30
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
