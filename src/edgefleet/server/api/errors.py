@@ -1,14 +1,18 @@
 """The one catalog that maps edgefleet error codes to HTTP statuses.
 
 Error bodies are ``{"error": message, "code": domain code}``, the same shape the OIP server
-uses, so clients parse one format.
+uses, so clients parse one format. Starlette's own answers (an unknown route, a method the route
+does not have, a body that cannot be parsed) use the same shape.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from edgefleet.errors import (
     AuthError,
@@ -22,6 +26,7 @@ from edgefleet.errors import (
     PayloadTooLargeError,
     ProtocolError,
     StoreError,
+    UnsupportedError,
     VerificationError,
 )
 
@@ -50,10 +55,22 @@ def status_for(exc: EdgefleetError) -> int:
     return 500
 
 
-def error_response(status: int, message: str, code: str) -> JSONResponse:
+_HTTP_CODES = {
+    404: NotFoundError.code,
+    405: UnsupportedError.code,
+    413: PayloadTooLargeError.code,
+}
+"""Domain codes of the statuses Starlette answers by itself (other 4xx: protocol.malformed)."""
+
+
+def error_response(
+    status: int, message: str, code: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     """A JSON error body with ``status``."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
+    all_headers = dict(headers or {})
+    if status == 401:
+        all_headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": message, "code": code}, status_code=status, headers=all_headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -70,5 +87,18 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(422, f"invalid request: {problems}", "protocol.malformed")
 
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        status = exc.status_code
+        if status == 404:
+            message = f"no route {request.url.path}"
+        elif status == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        fallback = ProtocolError.code if status < 500 else "server.error"
+        return error_response(status, message, _HTTP_CODES.get(status, fallback), exc.headers)
+
     app.add_exception_handler(EdgefleetError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)

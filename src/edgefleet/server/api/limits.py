@@ -18,7 +18,9 @@ class BodyLimit:
     """ASGI middleware: refuse bodies over ``default`` bytes (``limits`` by path prefix) with 413.
 
     A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
-    body is counted as it streams and cut off at the limit.
+    body is counted as it streams: at the first chunk past the limit the client gets 413 (in
+    the error shape of :mod:`edgefleet.server.api.errors`), nothing more is read, and the
+    application sees a disconnected client; whatever it answers or raises then is dropped.
     """
 
     def __init__(self, app: ASGIApp, *, default: int, limits: dict[str, int]) -> None:
@@ -51,25 +53,39 @@ class BodyLimit:
                     return
         seen = 0
         too_large = False
+        started = False
 
         async def counting_receive() -> Any:
             nonlocal seen, too_large
+            if too_large:
+                return _DISCONNECT
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     too_large = True
-                    raise _TooLargeError
+                    if not started:
+                        await _reject(send, 413, f"request body is over {limit} bytes")
+                    return _DISCONNECT  # the app stops reading; the rest is never received
             return message
 
+        async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if too_large:
+                return  # the 413 was the answer
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, counting_receive, send)
-        except _TooLargeError:
-            await _reject(send, 413, f"request body is over {limit} bytes")
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not too_large:
+                raise
+            # the app failed on the disconnect it was shown; the client already has its 413
 
 
-class _TooLargeError(Exception):
-    pass
+_DISCONNECT = {"type": "http.disconnect"}
 
 
 async def _reject(send: Send, status: int, message: str, code: str = "protocol.too_large") -> None:
