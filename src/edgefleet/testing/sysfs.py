@@ -19,10 +19,12 @@ Examples
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["DEFAULT_MAX_ENERGY_RANGE_UJ", "FakeSysfs"]
+__all__ = ["DEFAULT_MAX_ENERGY_RANGE_UJ", "FakeRaplCounter", "FakeSysfs", "HandTicker"]
 
 DEFAULT_MAX_ENERGY_RANGE_UJ = 262_143_328_850
 """A typical ``max_energy_range_uj`` of an Intel package domain (about 262 kJ)."""
@@ -44,7 +46,10 @@ class FakeSysfs:
         """Write ``content`` plus a newline to ``root/relative``, creating directories."""
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{content}\n")
+        # atomically, like the kernel's attributes: a reader never sees a half-written file
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(f"{content}\n")
+        os.replace(partial, path)
         return path
 
     # RAPL ---------------------------------------------------------------------------------
@@ -154,3 +159,88 @@ class FakeSysfs:
         """Write ``proc/cpuinfo`` naming ``model_name`` under ``key`` for ``cores`` processors."""
         blocks = [f"processor\t: {n}\n{key}\t: {model_name}\n" for n in range(cores)]
         self.write("proc/cpuinfo", "\n".join(blocks))
+
+
+class FakeRaplCounter:
+    """A fake RAPL zone whose counter runs at a constant power in simulated time.
+
+    The counter wraps as the hardware's does: after ``max_energy_range_uj`` it goes on from 0.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     counter = FakeRaplCounter(FakeSysfs(Path(tmp)), watts=15.0, wrap_s=13.0)
+    ...     counter.advance(14.0)
+    ...     counter.true_joules, counter.raw_uj
+    (210.0, 15000000)
+    """
+
+    def __init__(
+        self, fake: FakeSysfs, *, watts: float, wrap_s: float, index: int = 0, start_uj: int = 0
+    ) -> None:
+        self.fake, self.index, self.watts = fake, index, watts
+        self.max_range = round(watts * wrap_s * 1e6) - 1  # the counter wraps every wrap_s
+        self.start_uj = start_uj
+        self.true_uj = 0
+        fake.add_rapl(index, energy_uj=start_uj, max_energy_range_uj=self.max_range)
+
+    @property
+    def raw_uj(self) -> int:
+        """What ``energy_uj`` holds now."""
+        return (self.start_uj + self.true_uj) % (self.max_range + 1)
+
+    @property
+    def true_joules(self) -> float:
+        """Energy used since the counter was created, wraps included."""
+        return self.true_uj / 1e6
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of simulated time pass at the counter's power."""
+        self.true_uj += round(self.watts * seconds * 1e6)
+        self.fake.set_rapl_energy(self.index, self.raw_uj)
+
+
+class HandTicker:
+    """A ``wait`` for a polling thread that returns only when a test lets it.
+
+    The thread calls :meth:`wait` between polls; the test calls :meth:`next_wait`, which returns
+    the interval the thread asked to wait once it is waiting (so its previous poll is done),
+    moves simulated time on by that much, then calls :meth:`release`. Nothing depends on the
+    wall clock: the ``timeout`` only stops a broken test from hanging.
+    """
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self._cond = threading.Condition()
+        self._asked: float | None = None
+        self._released = False
+        self._closed = False
+        self._timeout = timeout
+
+    def wait(self, interval: float) -> bool:
+        """Called by the polling thread; True (stop) once :meth:`close` was called."""
+        with self._cond:
+            self._asked, self._released = interval, False
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._released or self._closed)
+            return self._closed
+
+    def next_wait(self) -> float:
+        """Block until the thread waits; the interval it asked for."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._asked is not None, self._timeout):
+                raise TimeoutError("the polling thread never waited")
+            assert self._asked is not None
+            return self._asked
+
+    def release(self) -> None:
+        """Let the waiting thread poll once."""
+        with self._cond:
+            self._asked, self._released = None, True  # the next next_wait waits for the thread
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Make every present and future :meth:`wait` return True."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
