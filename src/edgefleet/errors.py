@@ -2,12 +2,14 @@
 
 Every error carries a stable domain ``code``. Transport layers (the Open Inference Protocol
 server, later the control plane API and the CLI) map codes to HTTP statuses or exit codes in one
-catalog each; nothing here knows about HTTP.
+catalog each; nothing here knows about HTTP. :func:`error_class` finds the class of a code,
+so a client turns an error body back into the error the server raised.
 
 ::
 
     EdgefleetError                      code
     ├── ConfigurationError              config.invalid
+    │   └── MissingExtraError           config.missing_extra
     ├── ModelLoadError                  model.load
     ├── ModelNotFoundError              model.not_found
     ├── ModelUnavailableError           model.unavailable
@@ -53,6 +55,7 @@ __all__ = [
     "InputError",
     "InputShapeError",
     "MeterError",
+    "MissingExtraError",
     "MissingInputError",
     "ModelLoadError",
     "ModelNotFoundError",
@@ -69,6 +72,8 @@ __all__ = [
     "UnsupportedError",
     "UplinkError",
     "VerificationError",
+    "error_class",
+    "error_classes",
 ]
 
 
@@ -82,6 +87,29 @@ class ConfigurationError(EdgefleetError):
     """A setting, option or command-line argument is invalid."""
 
     code = "config.invalid"
+
+
+class MissingExtraError(ConfigurationError):
+    """A command needs an optional extra (``pip install 'edgefleet[server]'``) that is absent.
+
+    Examples
+    --------
+    >>> print(MissingExtraError.of("edgefleet server", ("server",), ["fastapi"]))
+    edgefleet server needs the 'server' extra, not installed here (no module fastapi): \
+pip install 'edgefleet[server]'
+    """
+
+    code = "config.missing_extra"
+
+    @classmethod
+    def of(cls, command: str, extras: tuple[str, ...], missing: list[str]) -> MissingExtraError:
+        """The error for ``command``, which needs ``extras``; ``missing`` modules are named."""
+        which = " and ".join(repr(e) for e in extras)
+        noun = "extra" if len(extras) == 1 else "extras"
+        return cls(
+            f"{command} needs the {which} {noun}, not installed here (no module "
+            f"{', '.join(missing)}): pip install 'edgefleet[{','.join(extras)}]'"
+        )
 
 
 class ModelLoadError(EdgefleetError):
@@ -244,3 +272,38 @@ class UplinkError(EdgefleetError):
     """The agent could not reach the control plane, or the control plane refused a request."""
 
     code = "agent.uplink"
+
+
+def error_classes() -> list[type[EdgefleetError]]:
+    """Every error class defined in this module, the root first, parents before children.
+
+    Examples
+    --------
+    >>> error_classes()[0] is EdgefleetError
+    True
+    >>> len({cls.code for cls in error_classes()}) == len(error_classes())
+    True
+    """
+    found: list[type[EdgefleetError]] = []
+
+    def walk(cls: type[EdgefleetError]) -> None:
+        if cls.__module__ == __name__:
+            found.append(cls)
+            for child in cls.__subclasses__():
+                walk(child)
+
+    walk(EdgefleetError)
+    return found
+
+
+def error_class(code: str) -> type[EdgefleetError] | None:
+    """The error class whose ``code`` is ``code``, or ``None`` for a code this version lacks.
+
+    Examples
+    --------
+    >>> error_class("model.incompatible").__name__
+    'CompatibilityError'
+    >>> error_class("no.such") is None
+    True
+    """
+    return next((cls for cls in error_classes() if cls.code == code), None)

@@ -68,7 +68,7 @@ def test_cli_errors_are_one_line_with_a_documented_exit_code(
     assert "model" in refused.stderr
     assert cli(server, "deploy", "digits", "--to", "").returncode == 2
     assert cli(server, "device", "list", token="efo_wrong").returncode == 6
-    assert cli(server, "device", "show", "dev-nope").returncode == 1
+    assert cli(server, "device", "show", "dev-nope").returncode == 9  # not found (docs/cli.md)
     unreachable = subprocess.run(
         [
             sys.executable,

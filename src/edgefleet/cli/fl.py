@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from edgefleet.cli.extras import missing_extra_hint, require_extras
+
 if TYPE_CHECKING:
     from edgefleet.federated.simulation import Backend
 
@@ -127,7 +129,10 @@ def simulate_command(
     from edgefleet.federated import codec_from_spec, load_task, strategy_from_spec
     from edgefleet.federated.partition import from_spec as partition_from_spec
     from edgefleet.federated.simulation import LocalBackend, RoundResult, SimulationConfig, simulate
+    from edgefleet.federated.task import TASKS
 
+    if task.strip() in TASKS:  # the built-in tasks train with PyTorch on scikit-learn's data
+        require_extras("edgefleet fl simulate", "train")
     try:
         chosen = load_task(task)
     except ValueError as exc:
@@ -197,7 +202,7 @@ def simulate_command(
             + ("" if backend == "local" else f", backend ray ({ray_address or 'this machine'})")
         )
         typer.echo(_line([name for name, _ in _COLUMNS]))
-    with _started(runner) as started:
+    with missing_extra_hint("edgefleet fl simulate", "train"), _started(runner) as started:
         result = simulate(chosen, config, backend=started, progress=None if as_json else show)
     last = result.rounds[-1]
     summary: dict[str, Any] = {

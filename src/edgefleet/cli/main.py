@@ -1,9 +1,8 @@
 """The ``edgefleet`` command line.
 
-Exit codes: 0 success; 1 unexpected error; 2 bad usage, option or configuration;
-3 a model or pipeline could not be loaded; 4 the address could not be bound;
-5 a benchmark target is unreachable or serves a different model; 6 a credential or token was
-refused; 7 the control plane cannot be reached.
+Exit codes are defined once, in :mod:`edgefleet.cli.exit_codes` (``docs/cli.md`` lists them):
+every :class:`~edgefleet.errors.EdgefleetError` that reaches :func:`main` becomes one line on
+stderr and the exit code of its class.
 """
 
 from __future__ import annotations
@@ -19,28 +18,36 @@ from edgefleet import __version__
 from edgefleet.cli import fleet, rollout
 from edgefleet.cli.agent import agent_command
 from edgefleet.cli.bench import bench_app
+from edgefleet.cli.exit_codes import (
+    EXIT_ADDRESS,
+    EXIT_AUTH,
+    EXIT_DATA_DIR_IN_USE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_MODEL,
+    EXIT_TARGET,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    exit_code_for,
+)
+from edgefleet.cli.extras import extras_needed
 from edgefleet.cli.fl_jobs import fl_app  # `fl simulate` and the job commands
 from edgefleet.cli.server import server_app
-from edgefleet.errors import (
-    AuthError,
-    ConfigurationError,
-    EdgefleetError,
-    ModelLoadError,
-    PipelineError,
-    TargetError,
-    UplinkError,
-)
+from edgefleet.errors import EdgefleetError
 
-__all__ = ["app", "main"]
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_MODEL = 3
-EXIT_ADDRESS = 4
-EXIT_TARGET = 5
-EXIT_AUTH = 6
-EXIT_UNREACHABLE = 7
-EXIT_DATA_DIR_IN_USE = 8  # edgefleet agent: another agent holds the data dir's lock
+__all__ = [
+    "EXIT_ADDRESS",
+    "EXIT_AUTH",
+    "EXIT_DATA_DIR_IN_USE",
+    "EXIT_ERROR",
+    "EXIT_MODEL",
+    "EXIT_TARGET",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "app",
+    "fail",
+    "main",
+]
 
 app = typer.Typer(
     name="edgefleet",
@@ -61,6 +68,27 @@ app.add_typer(rollout.rollout_app, name="rollout")
 app.add_typer(rollout.policy_app, name="policy")
 app.add_typer(fl_app, name="fl")
 app.command("agent")(agent_command)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgefleet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the edgefleet version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Run ML models on edge devices and manage the fleet around them."""
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -96,7 +124,8 @@ def serve(
         str | None, typer.Option(help="'reject' (default) or 'allow' NaN/inf inputs.")
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="ONNX Runtime threads per operator; 0 = one per core.")
+        int | None,
+        typer.Option(min=0, help="ONNX Runtime threads per operator; 0 = one per core."),
     ] = None,
     spin_wait: Annotated[
         bool | None,
@@ -136,14 +165,37 @@ def serve(
     try:
         settings = ServeSettings.model_validate({k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        fail(f"invalid settings: {problems}", EXIT_USAGE)
+        fail(f"invalid settings: {_problems(exc, _SERVE_OPTIONS)}", EXIT_USAGE)
     try:
         run(settings, announce=lambda line: typer.echo(line, err=True))
     except OSError as exc:
         fail(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", EXIT_ADDRESS
         )
+
+
+_SERVE_OPTIONS = {
+    "model_path": "MODEL",
+    "name": "--name",
+    "host": "--host",
+    "port": "--port",
+    "version": "--model-version",
+    "nan_policy": "--nan-policy",
+    "intra_op_threads": "--threads",
+    "spin_wait": "--spin-wait",
+    "providers": "--providers",
+    "max_body_bytes": "--max-body-bytes",
+}
+
+
+def _problems(exc: ValidationError, options: dict[str, str]) -> str:
+    """Each problem of ``exc``, named by the option the user typed (or the env variable)."""
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        where = options.get(field, f"EDGEFLEET_{field.upper()}" if field else "settings")
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
 
 
 @app.command()
@@ -154,9 +206,10 @@ def demo(
     seconds: Annotated[float, typer.Option(help="Seconds of load per measurement.")] = 3.0,
 ) -> None:
     """Build models, serve them, send real requests, print latency percentiles and throughput."""
-    from edgefleet.cli.demo import run_demo
+    with extras_needed("edgefleet demo", "server", "train"):
+        from edgefleet.cli.demo import run_demo
 
-    run_demo(workdir, seconds=seconds)
+        run_demo(workdir, seconds=seconds)
 
 
 @models_app.command("build")
@@ -167,33 +220,19 @@ def models_build(
     ] = False,
 ) -> None:
     """Build the digit classifier, the detector and a digit-reader pipeline into OUT."""
-    from edgefleet.testing.demo_assets import write_demo_assets
+    with extras_needed("edgefleet models build", "train"):
+        from edgefleet.testing.demo_assets import write_demo_assets
 
-    for path in write_demo_assets(out, resnet=resnet):
-        typer.echo(path)
+        for path in write_demo_assets(out, resnet=resnet):
+            typer.echo(path)
 
 
 def main() -> None:
     """Entry point: run the app and turn edgefleet errors into one line and an exit code."""
     try:
         app()
-    except (ConfigurationError, PipelineError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_MODEL)
-    except ModelLoadError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_MODEL)
-    except TargetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_TARGET)
-    except AuthError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_AUTH)
-    except UplinkError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_UNREACHABLE)
     except EdgefleetError as exc:
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_ERROR)
+        sys.exit(exit_code_for(exc))
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)

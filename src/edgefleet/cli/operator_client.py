@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from pathlib import Path
 from typing import Any
@@ -14,25 +15,56 @@ from edgefleet.errors import (
     ConflictError,
     EdgefleetError,
     ForbiddenError,
-    ModelLoadError,
+    MissingExtraError,
     NotFoundError,
     PayloadTooLargeError,
     UplinkError,
+    error_class,
 )
 
-__all__ = ["OperatorClient"]
+__all__ = ["OperatorClient", "error_from_response"]
 
 PREFIX = "/api/operator/v1"
-_BY_CODE: dict[str, type[EdgefleetError]] = {
-    "auth.denied": AuthError,
-    "auth.forbidden": ForbiddenError,
-    "resource.not_found": NotFoundError,
-    "resource.conflict": ConflictError,
-    "model.load": ModelLoadError,
-    "protocol.too_large": PayloadTooLargeError,
-    "config.invalid": ConfigurationError,
-    "protocol.malformed": ConfigurationError,
+_BY_STATUS: dict[int, type[EdgefleetError]] = {
+    400: ConfigurationError,
+    401: AuthError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    422: ConfigurationError,
+    502: UplinkError,
+    503: UplinkError,
+    504: UplinkError,
 }
+"""For answers without a code this version knows (a newer server, a proxy's error page)."""
+
+
+def error_from_response(status: int, body: bytes) -> EdgefleetError:
+    """The error a server answer stands for.
+
+    The class of its ``code`` (every code of :mod:`edgefleet.errors` is known, so nothing can
+    drift), else one chosen by the HTTP status.
+
+    Examples
+    --------
+    >>> error_from_response(422, b'{"error": "opset 99", "code": "model.incompatible"}')
+    CompatibilityError('opset 99 (HTTP 422)')
+    >>> error_from_response(502, b"<html>Bad Gateway</html>")
+    UplinkError('<html>Bad Gateway</html> (HTTP 502)')
+    """
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict):
+        message, code = str(decoded.get("error", decoded)), str(decoded.get("code", ""))
+    else:
+        message, code = body[:500].decode("utf-8", "replace"), ""
+    kind = error_class(code)
+    if kind is None or kind is MissingExtraError:  # the server's extras are not ours to install
+        kind = _BY_STATUS.get(status, EdgefleetError)
+    return kind(f"{message} (HTTP {status})")
 
 
 class OperatorClient:
@@ -72,13 +104,7 @@ class OperatorClient:
             raise UplinkError(f"cannot reach the server at {self.server}: {exc}") from exc
         if response.is_success:
             return response.json()
-        try:
-            body = response.json()
-            message, code = str(body.get("error", body)), str(body.get("code", ""))
-        except ValueError:
-            message, code = response.text[:500], ""
-        kind = _BY_CODE.get(code, UplinkError)
-        raise kind(f"{message} (HTTP {response.status_code})")
+        raise error_from_response(response.status_code, response.content)
 
     def push(
         self,

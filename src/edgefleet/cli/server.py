@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from edgefleet.cli.extras import require_extras
+
 __all__ = ["server_app"]
 
 server_app = typer.Typer(
@@ -59,6 +61,7 @@ def serve(
         return
     from edgefleet.cli.main import EXIT_ADDRESS, EXIT_USAGE, fail
 
+    require_extras("edgefleet server", "server")
     if relay:
         _relay(upstream, region, token, host, port, tls_cert, tls_key)
         return
@@ -143,6 +146,7 @@ def init(
     ] = None,
 ) -> None:
     """Create the database, signing keys, TUF metadata and the first operator token."""
+    require_extras("edgefleet server init", "server")
     from edgefleet.server.init import initialize
 
     result = initialize(
