@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from edgefleet.testing.models import (
 )
 
 MODEL_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "models"
+
+# netguard/sitecustomize.py is for subprocesses (see tests/e2e/netguard.py); where the
+# interpreter already loaded a sitecustomize of its own, a second one cannot be imported here.
+collect_ignore = ["netguard/sitecustomize.py"] if "sitecustomize" in sys.modules else []
 
 
 @pytest.fixture(autouse=True)

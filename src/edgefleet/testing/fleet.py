@@ -16,19 +16,42 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
-__all__ = ["AgentProcess", "ServerProcess"]
+__all__ = ["AgentProcess", "ServerProcess", "subprocess_env"]
 
 _URL = re.compile(r"(https?://\S+)")
 
 
 def _edgefleet(*args: str) -> list[str]:
     return [sys.executable, "-m", "edgefleet", *args]
+
+
+def subprocess_env(
+    env: dict[str, str] | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``base`` (this process's environment) with ``env`` on top; ``env``'s ``PYTHONPATH`` extends.
+
+    An inherited search path (a test harness's audit hook, for one) is kept after the given one
+    rather than replaced.
+
+    >>> env = subprocess_env({"PYTHONPATH": "/mine:/both"}, base={"PYTHONPATH": "/both:/hook"})
+    >>> env["PYTHONPATH"].split(os.pathsep)
+    ['/mine', '/both', '/hook']
+    """
+    base = os.environ if base is None else base
+    full = {**base, **(env or {})}
+    given, inherited = (env or {}).get("PYTHONPATH"), base.get("PYTHONPATH")
+    if given is not None and inherited:
+        parts = given.split(os.pathsep)
+        parts += [p for p in inherited.split(os.pathsep) if p not in parts]
+        full["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
+    return full
 
 
 def _wait_for_line(
@@ -101,7 +124,7 @@ class ServerProcess:
     @classmethod
     def init(cls, data_dir: Path, *, env: dict[str, str] | None = None) -> str:
         """Run ``edgefleet server init``; returns the operator token."""
-        full_env = {**os.environ, **(env or {})}
+        full_env = subprocess_env(env)
         done = subprocess.run(
             _edgefleet("server", "init", "--data-dir", str(data_dir)),
             capture_output=True,
@@ -137,7 +160,7 @@ class ServerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, **(env or {})},
+            env=subprocess_env(env),
         )
         url = _wait_for_line(proc, log, re.compile(r"edgefleet server on (\S+)"), timeout)
         _drain(proc, log)
@@ -214,7 +237,7 @@ class AgentProcess:
         if labels:
             args += ["--labels", ",".join(f"{k}={v}" for k, v in labels.items())]
         args += list(extra)
-        full_env = {**os.environ, **(env or {})}
+        full_env = subprocess_env(env)
         return cls._spawn(data_dir, args, full_env, timeout)
 
     @classmethod
