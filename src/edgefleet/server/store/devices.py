@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from edgefleet.errors import ConflictError
+from edgefleet.errors import ConflictError, NotFoundError
 from edgefleet.protocol.labels import matches
 from edgefleet.server.store import schema
 from edgefleet.server.store._base import StoreBase
@@ -28,6 +28,7 @@ def device_row(row: Any) -> DeviceRow:
         last_seen_at=row.last_seen_at,
         telemetry_dropped=row.telemetry_dropped,
         desired_version=row.desired_version,
+        decommissioned_at=row.decommissioned_at,
     )
 
 
@@ -88,14 +89,21 @@ class DeviceStore(StoreBase):
             ).first()
         return None if row is None else device_row(row)
 
-    def list_devices(self, selector: dict[str, str] | None = None) -> list[DeviceRow]:
+    def list_devices(
+        self, selector: dict[str, str] | None = None, *, include_decommissioned: bool = False
+    ) -> list[DeviceRow]:
         """Devices whose labels match every ``key=value`` of ``selector`` (all if None or empty).
 
         Sorted by device id. Labels are matched in Python, the same way on every dialect.
+        Decommissioned devices are left out (so no deployment, rollout or federated job selects
+        them) unless ``include_decommissioned``.
         """
         table = schema.devices
+        query = sa.select(table).order_by(table.c.device_id)
+        if not include_decommissioned:
+            query = query.where(table.c.decommissioned_at.is_(None))
         with self._read() as connection:
-            rows = connection.execute(sa.select(table).order_by(table.c.device_id)).all()
+            rows = connection.execute(query).all()
         devices = [device_row(row) for row in rows]
         if not selector:
             return devices
@@ -135,3 +143,50 @@ class DeviceStore(StoreBase):
             if rows:
                 connection.execute(statement, rows)
         return [device_id for device_id in ids if device_id not in known]
+
+    def decommission_device(self, device_id: str, now: float) -> tuple[DeviceRow, str]:
+        """Retire a device: its credential stops working, its rows (history) stay.
+
+        Returns the device and the hash of the credential it had (for caches to forget).
+        Decommissioning a decommissioned device changes nothing.
+
+        Raises
+        ------
+        NotFoundError
+            No device ``device_id``.
+        """
+        table = schema.devices
+        with self._write() as connection:
+            row = connection.execute(sa.select(table).where(table.c.device_id == device_id)).first()
+            if row is None:
+                raise NotFoundError(f"no device {device_id!r}")
+            old_hash = str(row.credential_hash)
+            if row.decommissioned_at is None:
+                row = connection.execute(
+                    sa.update(table)
+                    .where(table.c.device_id == device_id)
+                    # no token hashes to this: the credential can never match again
+                    .values(credential_hash=f"revoked:{device_id}", decommissioned_at=now)
+                    .returning(*table.c)
+                ).one()
+        return device_row(row), old_hash
+
+    def set_device_labels(self, device_id: str, labels: dict[str, str]) -> DeviceRow:
+        """Replace a device's labels (validated by the caller).
+
+        Raises
+        ------
+        NotFoundError
+            No device ``device_id``.
+        """
+        table = schema.devices
+        with self._write() as connection:
+            row = connection.execute(
+                sa.update(table)
+                .where(table.c.device_id == device_id)
+                .values(labels=dict(labels))
+                .returning(*table.c)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no device {device_id!r}")
+        return device_row(row)

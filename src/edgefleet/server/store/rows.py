@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AuditRow",
+    "DeploymentRow",
     "DesiredStateRow",
     "DeviceRow",
     "EnrollTokenRow",
@@ -50,6 +52,7 @@ class EnrollTokenRow:
     remaining: int | None
     expires_at: float | None
     created_at: float
+    revoked_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class DeviceRow:
     last_seen_at: float
     telemetry_dropped: int
     desired_version: int
+    decommissioned_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -266,3 +270,30 @@ class FLUpdateRow:
     payload_sha256: str | None
     metrics: dict[str, Any]
     updated_at: float
+
+
+@dataclass(frozen=True)
+class DeploymentRow:
+    """An operator's deployment: ``model@version`` (release) to a selector's devices."""
+
+    id: int
+    model: str
+    version: str
+    release: int
+    selector: dict[str, str]
+    devices: list[str]
+    actor: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audited action: who (``actor``), when (``at``), on what, and what came of it."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: dict[str, Any]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "audit_log",
+    "deployments",
     "desired_states",
     "devices",
     "enroll_tokens",
@@ -65,6 +67,7 @@ enroll_tokens = sa.Table(
     sa.Column("remaining", sa.Integer(), nullable=True),
     sa.Column("expires_at", TIME, nullable=True),
     sa.Column("created_at", TIME, nullable=False),
+    sa.Column("revoked_at", TIME, nullable=True),
 )
 
 devices = sa.Table(
@@ -79,7 +82,9 @@ devices = sa.Table(
     sa.Column("last_seen_at", TIME, nullable=False),
     sa.Column("telemetry_dropped", sa.BigInteger(), nullable=False),
     sa.Column("desired_version", sa.BigInteger(), nullable=False),
+    sa.Column("decommissioned_at", TIME, nullable=True),
 )
+"""Enrolled devices. A decommissioned one keeps its row (and history) but no usable credential."""
 
 desired_states = sa.Table(
     "desired_states",
@@ -318,3 +323,32 @@ fl_updates = sa.Table(
 Updates that arrive from devices not selected, or after the round closed, are refused and
 counted on the round instead (no row: the device had no part in it).
 """
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("release", sa.BigInteger(), nullable=False),
+    sa.Column("selector", sa.JSON(), nullable=False),
+    sa.Column("devices", sa.JSON(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("created_at", TIME, nullable=False),
+    sa.Index(None, "created_at"),
+)
+"""Every deployment an operator made: what, to which selector, which devices it reached then."""
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("at", TIME, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(500), nullable=False),
+    sa.Column("outcome", sa.String(500), nullable=False),
+    sa.Column("detail", sa.JSON(), nullable=False),
+    sa.Index(None, "at"),
+)
+"""Operator actions and the server's automatic decisions: who, when, on what, with what result."""

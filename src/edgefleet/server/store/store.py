@@ -10,6 +10,7 @@ from sqlalchemy import exc
 from edgefleet.errors import StoreError
 from edgefleet.server.store import _migrate
 from edgefleet.server.store._engine import create_store_engine, describe_error
+from edgefleet.server.store.audit import AuditStore
 from edgefleet.server.store.desired_states import DesiredStateStore
 from edgefleet.server.store.devices import DeviceStore
 from edgefleet.server.store.events import EventStore
@@ -41,6 +42,7 @@ class Store(
     MetadataStore,
     SettingStore,
     LockStore,
+    AuditStore,
 ):
     """Everything the control plane keeps in its database (SQLite file or PostgreSQL).
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from edgefleet.errors import ConflictError
+from edgefleet.errors import ConflictError, NotFoundError
 from edgefleet.server.store import schema
 from edgefleet.server.store._base import StoreBase
 from edgefleet.server.store.rows import EnrollTokenRow, OperatorTokenRow
@@ -23,6 +23,7 @@ def _enroll_row(row: Any) -> EnrollTokenRow:
         remaining=row.remaining,
         expires_at=row.expires_at,
         created_at=row.created_at,
+        revoked_at=row.revoked_at,
     )
 
 
@@ -126,7 +127,7 @@ class TokenStore(StoreBase):
         -------
         EnrollTokenRow or None
             The token with ``remaining`` already decremented, or None when the token is
-            unknown, expired (``now >= expires_at``) or used up.
+            unknown, revoked, expired (``now >= expires_at``) or used up.
         """
         table = schema.enroll_tokens
         remaining = table.c.remaining
@@ -135,6 +136,7 @@ class TokenStore(StoreBase):
             sa.update(table)
             .where(
                 table.c.token_hash == token_hash,
+                table.c.revoked_at.is_(None),
                 sa.or_(remaining.is_(None), remaining > 0),
                 sa.or_(expires_at.is_(None), expires_at > now),
             )
@@ -146,8 +148,29 @@ class TokenStore(StoreBase):
         return None if row is None else _enroll_row(row)
 
     def list_enroll_tokens(self) -> list[EnrollTokenRow]:
-        """Every enrolment token, oldest first (expired and used-up ones included)."""
+        """Every enrolment token, oldest first (expired, used-up and revoked ones included)."""
         table = schema.enroll_tokens
         with self._read() as connection:
             rows = connection.execute(sa.select(table).order_by(table.c.id)).all()
         return [_enroll_row(row) for row in rows]
+
+    def revoke_enroll_token(self, token_id: int, now: float) -> EnrollTokenRow:
+        """Stop an enrolment token from enrolling anything more (revoking twice keeps the
+        first time).
+
+        Raises
+        ------
+        NotFoundError
+            No token ``token_id``.
+        """
+        table = schema.enroll_tokens
+        with self._write() as connection:
+            connection.execute(
+                sa.update(table)
+                .where(table.c.id == token_id, table.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            row = connection.execute(sa.select(table).where(table.c.id == token_id)).first()
+        if row is None:
+            raise NotFoundError(f"no enrolment token {token_id}")
+        return _enroll_row(row)
