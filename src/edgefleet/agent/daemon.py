@@ -105,6 +105,8 @@ class Agent:
             latency_factor=s.latency_factor,
             latency_margin_s=s.latency_margin_ms / 1e3,
             min_requests=s.health_min_requests,
+            latency_window=s.latency_window,
+            latency_windows=s.latency_windows,
         )
 
     @property

@@ -146,12 +146,24 @@ class AgentSettings(BaseSettings):
     latency_factor: float = Field(
         default=3.0,
         gt=1,
-        description="Roll back when the new model's p99 exceeds this times the previous p99.",
+        description="Roll back when the new model's median latency exceeds this times the "
+        "previous model's (confidence bounds, in consecutive windows; see agent.health).",
     )
     latency_margin_ms: float = Field(
         default=1.0,
         ge=0,
-        description="A latency regression must also add this much to the p99 (ignores noise).",
+        description="A latency regression must also add this much to the median (ignores noise).",
+    )
+    latency_window: int = Field(
+        default=50,
+        ge=10,
+        description="Calls in one latency window of the health watch (the previous model needs "
+        "as many).",
+    )
+    latency_windows: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive slow latency windows that roll a new model back.",
     )
     error_rate_limit: float = Field(
         default=0.05,
