@@ -120,7 +120,7 @@ def prepare_model(
     except BaseException:
         model.close()
         raise
-    model.telemetry.snapshot(reset=True)  # smoke-test calls are not the users'
+    model.telemetry.discard()  # smoke-test calls are not the users'
     return model, cases
 
 

@@ -173,7 +173,7 @@ class Model:
             self._runner.run(arrays, shapes)  # the second run takes the bound path
         except Exception as exc:  # a model may legitimately refuse zeros
             log.debug("warm-up of %s skipped: %s", self.name, exc)
-        self.telemetry.snapshot(reset=True)  # warm-up calls are not the user's
+        self.telemetry.discard()  # warm-up calls are not the user's
 
     # -- inference ----------------------------------------------------------------------------
 

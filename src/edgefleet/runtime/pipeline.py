@@ -44,6 +44,7 @@ from edgefleet.runtime.glue import GlueStep, get_glue
 from edgefleet.runtime.model import Model, load, wait_for_drain
 from edgefleet.runtime.spec import TensorSpec
 from edgefleet.telemetry import InferenceRecorder, MaxProbability, TelemetrySnapshot
+from edgefleet.telemetry.totals import TelemetryTotals
 
 __all__ = ["Pipeline", "Stage", "is_pipeline_file", "load_pipeline"]
 
@@ -100,6 +101,16 @@ class _PipelineTelemetry:
             assert source is not None
             snap.stages[stage.name] = source.snapshot(reset=reset)
         return snap
+
+    def totals(self) -> TelemetryTotals:
+        return self.recorder.totals()
+
+    def discard(self) -> None:
+        self.recorder.discard()
+        for stage in self._pipeline.stages:
+            source = stage.model.telemetry if stage.model else stage.recorder
+            assert source is not None
+            source.discard()
 
 
 class Pipeline:

@@ -9,15 +9,24 @@ from numpy.typing import NDArray
 
 from edgefleet.runtime.spec import TensorSpec
 from edgefleet.telemetry import TelemetrySnapshot
+from edgefleet.telemetry.totals import TelemetryTotals
 
 __all__ = ["Servable", "TelemetrySource"]
 
 
 class TelemetrySource(Protocol):
-    """Anything that can produce a telemetry snapshot."""
+    """Anything that can produce telemetry: windowed snapshots and cumulative totals."""
 
     def snapshot(self, *, reset: bool = False) -> TelemetrySnapshot:
         """Return the telemetry since the last reset; with ``reset`` start a new window."""
+        ...
+
+    def totals(self) -> TelemetryTotals:
+        """Everything recorded since loading, never reset by windows (for Prometheus)."""
+        ...
+
+    def discard(self) -> None:
+        """Forget everything recorded so far (calls made before serving: warm-up, smoke test)."""
         ...
 
 

@@ -2,8 +2,13 @@
 
 The hot path only writes raw numbers into preallocated rings under a short lock: the latency of
 the call in nanoseconds and, for softmax classifiers, the output rows themselves. The quantile
-sketch and the confidence statistics are updated from the rings in batches (when a ring fills
-and when a snapshot is taken), where vectorised numpy makes the per-call cost negligible.
+sketch, the cumulative latency histogram and the confidence statistics are updated from the
+rings in batches (when a ring fills and when a snapshot or the totals are taken), where
+vectorised numpy makes the per-call cost negligible.
+
+Two views come out: :meth:`InferenceRecorder.snapshot` covers a window (reset when the agent
+closes one), :meth:`InferenceRecorder.totals` everything since the model was loaded, for
+Prometheus counters and histograms that never go down.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from edgefleet.telemetry.confidence import ConfidenceExtractor, MaxProbability
 from edgefleet.telemetry.confidence_stats import ConfidenceStats
 from edgefleet.telemetry.latency_sketch import LatencySketch
 from edgefleet.telemetry.snapshot import TelemetrySnapshot
+from edgefleet.telemetry.totals import LatencyHistogram, TelemetryTotals
 
 __all__ = ["InferenceRecorder", "RowRing"]
 
@@ -87,7 +93,13 @@ class InferenceRecorder:
         self._nrows = 0
         self._pending_conf: list[NDArray[np.floating]] = []
         self._rings: weakref.WeakSet[RowRing] = weakref.WeakSet()
+        self._reset_totals()
         self._reset_window()
+
+    def _reset_totals(self) -> None:
+        # Totals of closed windows; the open window's are added when totals are read.
+        self._closed = TelemetryTotals(self.model, self.version)
+        self._histogram = LatencyHistogram()  # every successful call, updated at each flush
 
     def _reset_window(self) -> None:
         self._started = self._clock()
@@ -188,7 +200,9 @@ class InferenceRecorder:
         latencies = self._latency_ns
         n = len(latencies)
         if n:
-            self._sketch.add_many(np.asarray(latencies[:n], dtype=np.float64) / 1e9)
+            seconds = np.asarray(latencies[:n], dtype=np.float64) / 1e9
+            self._sketch.add_many(seconds)
+            self._histogram.add_many(seconds)
             self._count += n
             del latencies[:n]  # keeps anything appended meanwhile
         self._flush_rows()
@@ -215,5 +229,41 @@ class InferenceRecorder:
                 confidence=ConfidenceStats.from_dict(self._confidence.to_dict()),
             )
             if reset:
+                closed = self._closed
+                closed.count += self._count
+                closed.errors += self._errors
+                closed.rejected += self._rejected
+                closed.confidence.merge(self._confidence)
                 self._reset_window()
             return snap
+
+    def totals(self) -> TelemetryTotals:
+        """Everything recorded since the model was loaded (or :meth:`discard`), windows or not.
+
+        Counts and histogram buckets never decrease from one call to the next.
+        """
+        with self._lock:
+            self._flush()
+            closed = self._closed
+            confidence = ConfidenceStats.from_dict(closed.confidence.to_dict())
+            confidence.merge(self._confidence)
+            return TelemetryTotals(
+                model=self.model,
+                version=self.version,
+                count=closed.count + self._count,
+                errors=closed.errors + self._errors,
+                rejected=closed.rejected + self._rejected,
+                latency=self._histogram.copy(),
+                confidence=confidence,
+            )
+
+    def discard(self) -> None:
+        """Forget everything recorded so far, totals included: calls that were not the users'.
+
+        For warm-up and smoke-test calls made before the model serves; once it serves, close
+        windows with :meth:`snapshot` instead, or the totals would go down.
+        """
+        with self._lock:
+            self._flush()
+            self._reset_totals()
+            self._reset_window()

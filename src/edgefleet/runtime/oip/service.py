@@ -208,11 +208,11 @@ class InferenceService:
 
     def _metrics(self) -> Response:
         servables = [self.repository.get(n) for n in self.repository.names()]
-        snapshots = [s.telemetry.snapshot() for s in servables]
+        totals = [s.telemetry.totals() for s in servables]
         with self._stats_lock:
             items = list(self._stats.items())
         requests = [(n, v, st.success.count, st.fail.count) for (n, v), st in items]
-        text = render_metrics(snapshots, requests)
+        text = render_metrics(totals, requests)
         return Response(200, text.encode(), content_type="text/plain; version=0.0.4")
 
     def _infer(self, request: Request, name: str, version: str | None) -> Response:
