@@ -75,7 +75,8 @@ def model_push(
         typer.Option(help="Labelled npz (x, y) to fit temperature-scaling calibration."),
     ] = None,
     golden: Annotated[
-        int, typer.Option(help="Golden inputs kept for on-device smoke tests (0-64).")
+        int,
+        typer.Option(min=0, max=64, help="Golden inputs kept for on-device smoke tests (0-64)."),
     ] = 8,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = "",
@@ -85,8 +86,10 @@ def model_push(
     """Validate FILE with ONNX Runtime and store it in the registry as NAME@VERSION."""
     if not file.is_file():
         raise ConfigurationError(f"model file {file} does not exist")
-    if calibration is not None and not calibration.is_file():
-        raise ConfigurationError(f"calibration file {calibration} does not exist")
+    if calibration is not None:  # checked here too, to name the file as the user typed it
+        from edgefleet.runtime.npz import read_npz
+
+        read_npz(calibration, what="calibration file", keys=("x", "y"))
     with _client(server, token, ca_file) as client:
         result = client.push(
             file, name=name, version=version, golden=golden, calibration=calibration

@@ -84,12 +84,14 @@ def push_model(
 ) -> dict[str, Any]:
     """Validate, store and register a model version; publishes its first release."""
     with tempfile.TemporaryDirectory(dir=ctx.settings.data_dir) as tmp:
-        upload = Path(tmp) / "model.onnx"
+        upload = registry.upload_path(Path(tmp) / "model", file.filename, "model.onnx")
         with upload.open("wb") as out:
             shutil.copyfileobj(file.file, out)
         calib: Path | None = None
         if calibration is not None:
-            calib = Path(tmp) / "calibration.npz"
+            calib = registry.upload_path(
+                Path(tmp) / "calibration", calibration.filename, "calibration.npz"
+            )
             with calib.open("wb") as out:
                 shutil.copyfileobj(calibration.file, out)
         row, created = registry.push_model(

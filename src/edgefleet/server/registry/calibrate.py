@@ -9,7 +9,6 @@ its softmax output (the one the runtime's confidence telemetry uses) is calibrat
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from numpy.typing import NDArray
 
 from edgefleet.errors import ConfigurationError, InputError
 from edgefleet.runtime import Model, load
+from edgefleet.runtime.npz import read_npz
 from edgefleet.telemetry import MaxProbability, fit_temperature
 
 __all__ = ["fit_calibration"]
@@ -78,29 +78,8 @@ def fit_calibration(model_path: Path, data_path: Path) -> dict[str, Any]:
 def _read(path: Path) -> tuple[NDArray[Any], NDArray[np.int64]]:
     if not path.is_file():
         raise ConfigurationError(f"calibration data not found: {path}")
-    try:
-        with open(path, "rb") as handle:
-            loaded = np.load(handle, allow_pickle=False)
-            if isinstance(loaded, np.ndarray):
-                raise ConfigurationError(
-                    f"calibration data {path.name} is a single .npy array; it must be an .npz "
-                    "with 'x' (model inputs) and 'y' (integer labels)"
-                )
-            missing = [k for k in ("x", "y") if k not in loaded.files]
-            if missing:
-                raise ConfigurationError(
-                    f"calibration data {path.name} has no {' or '.join(map(repr, missing))}; "
-                    f"it needs 'x' (model inputs) and 'y' (integer labels), found "
-                    f"{sorted(loaded.files)}"
-                )
-            x, y = np.asarray(loaded["x"]), np.asarray(loaded["y"])
-    except ConfigurationError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConfigurationError(
-            f"calibration data {path.name} is not a readable .npz file (np.savez) without "
-            f"pickles: {exc}"
-        ) from exc
+    arrays = read_npz(path, what="calibration data", keys=("x", "y"), shown=path.name)
+    x, y = arrays["x"], arrays["y"]
     if x.ndim == 0:
         raise ConfigurationError("calibration inputs 'x' must have a first axis of samples")
     if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_):

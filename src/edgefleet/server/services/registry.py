@@ -19,6 +19,7 @@ import numpy as np
 from edgefleet.errors import ConfigurationError, NotFoundError, StoreError
 from edgefleet.protocol.labels import matches
 from edgefleet.protocol.v1 import DesiredModel
+from edgefleet.runtime.npz import read_npz
 from edgefleet.server.context import ServerContext
 from edgefleet.server.registry.artifacts import inspect_model
 from edgefleet.server.registry.calibrate import fit_calibration
@@ -34,10 +35,12 @@ __all__ = [
     "ensure_release",
     "push_model",
     "remember_deployment",
+    "upload_path",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _DEPLOYMENTS = "deployments"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\- ]")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,27 @@ def check_name(kind: str, value: str) -> str:
             "and start with a letter or digit"
         )
     return value
+
+
+def upload_path(folder: Path, filename: str | None, default: str) -> Path:
+    """Where to keep an uploaded file in ``folder`` (created): under the client's file name.
+
+    Every message about the file then names the file the user pushed. Only the base name is
+    kept, reduced to letters, digits and ``_.- `` (at most 128); ``default`` when nothing is left.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> upload_path(tmp / "model", "../../etc/passwd", "model.onnx").name
+    'passwd'
+    >>> upload_path(tmp / "calibration", "..", "calibration.npz").name
+    'calibration.npz'
+    """
+    base = Path((filename or "").replace("\\", "/")).name
+    base = _UNSAFE.sub("_", base)[:128].strip(". ")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / (base or default)
 
 
 def _next_version(ctx: ServerContext, name: str) -> str:
@@ -121,8 +145,8 @@ def _calibration_inputs(
 ) -> dict[str, np.ndarray[Any, Any]] | None:
     if len(inputs) != 1:
         return None
-    with np.load(path, allow_pickle=False) as data:
-        return {inputs[0]["name"]: np.asarray(data["x"])} if "x" in data.files else None
+    x = read_npz(path, what="calibration data", keys=("x",), shown=path.name)["x"]
+    return {inputs[0]["name"]: x}
 
 
 def ensure_release(
