@@ -1,4 +1,8 @@
-"""A real control plane on loopback: uvicorn in a thread, a fresh data dir per test."""
+"""A real control plane on loopback: uvicorn in a thread, a fresh data dir per test.
+
+``live`` uses the default SQLite store; ``live_on_each_backend`` runs a test once on SQLite and
+once on a throwaway PostgreSQL database (edgefleet.testing.postgres).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ from edgefleet.protocol.v1 import API_PREFIX
 from edgefleet.server.app import create_app
 from edgefleet.server.init import initialize
 from edgefleet.server.settings import load_settings
+from edgefleet.testing.pytest_postgres import (  # noqa: F401 (fixtures used by name)
+    postgres_server,
+    postgres_url,
+)
 
 
 @dataclass
@@ -78,7 +86,10 @@ def run_server(
     thread.start()
     if not ready.wait(60):
         raise RuntimeError("server did not start")
-    while not server.started:
+    deadline = time.monotonic() + 60
+    while not server.started:  # uvicorn sets it once every socket listens
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start listening")
         time.sleep(0.01)
     try:
         yield f"{'https' if ssl else 'http'}://127.0.0.1:{port}"
@@ -114,3 +125,14 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
 def live(server_factory: ServerFactory) -> LiveServer:
     """One running server with default settings."""
     return server_factory()
+
+
+@pytest.fixture(params=("sqlite", "postgresql"))
+def live_on_each_backend(
+    server_factory: ServerFactory, request: pytest.FixtureRequest
+) -> LiveServer:
+    """One running server, on SQLite (its data dir) or on a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return server_factory()
+    url: str = request.getfixturevalue("postgres_url")
+    return server_factory(database_url=url)
