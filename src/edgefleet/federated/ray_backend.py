@@ -19,6 +19,13 @@ round and the error; the device's traceback is kept in ``remote_traceback``.
 
 Ray is optional: ``pip install 'edgefleet[ray]'``. It is imported when a backend starts.
 
+Nothing phones home: Ray reports usage statistics to its makers by default. Before Ray is
+imported or started, :func:`require_ray` sets ``RAY_USAGE_STATS_ENABLED=0`` and
+``RAY_USAGE_STATS_PROMPT_ENABLED=0`` in this process's environment (unless they are set
+already: ``RAY_USAGE_STATS_ENABLED=1`` is yours to choose), which the Ray processes started here
+inherit. A Ray started here runs without its dashboard and keeps its workers' logs out of the
+driver's output. A cluster joined with ``address`` follows its own settings.
+
 Examples
 --------
 A thousand devices on this machine, two CPUs (skipped as a doctest: starting Ray takes
@@ -57,7 +64,10 @@ from edgefleet.federated.params import Vector
 from edgefleet.federated.simulation import Backend, ClientJob, ClientReport, run_client
 from edgefleet.federated.task import Dataset, Task
 
-__all__ = ["ClientJobError", "RayBackend", "require_ray"]
+__all__ = ["NO_TELEMETRY", "ClientJobError", "RayBackend", "require_ray"]
+
+NO_TELEMETRY = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_PROMPT_ENABLED": "0"}
+"""Ray's settings that turn its usage reporting off; set before Ray is imported or started."""
 
 _ADDRESS = re.compile(r"(ray://)?[^\s:/]+:\d{1,5}")
 _NO_MODEL: Vector = np.empty(0, np.float32)
@@ -76,7 +86,13 @@ class ClientJobError(EdgefleetError, RuntimeError):
 
 
 def require_ray() -> Any:
-    """The ``ray`` module, or ``ImportError`` with the install hint."""
+    """The ``ray`` module, or ``ImportError`` with the install hint.
+
+    Sets :data:`NO_TELEMETRY` in the environment first (unless already set), so that neither
+    this process nor the Ray processes it starts report usage statistics.
+    """
+    for name, value in NO_TELEMETRY.items():
+        os.environ.setdefault(name, value)
     try:
         import ray
     except ImportError as exc:

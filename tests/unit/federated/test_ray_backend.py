@@ -7,7 +7,10 @@ down and checks that nothing of it is left.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,6 +132,45 @@ def test_a_device_that_raises_is_named_with_its_round(backend: RayBackend) -> No
     assert "the battery died mid-epoch" in error.remote_traceback
     assert error.__cause__ is None
     assert not isinstance(error, ray.exceptions.RayError)
+
+
+def test_ray_is_told_to_report_nothing_before_it_is_imported() -> None:
+    """Whatever a Ray release does by default, the backend's import of Ray turns reporting off.
+
+    A fresh interpreter, without the settings in its environment: Ray alone would report
+    (``usage_stats_enabled()`` is true until ``ray.init`` of some releases turns it off, and a
+    driver joining a cluster never does).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_USAGE_STATS")}
+    probe = (
+        "from edgefleet.federated.ray_backend import require_ray\n"
+        "require_ray()\n"
+        "from ray._common.usage import usage_lib\n"
+        "import os\n"
+        "print(usage_lib.usage_stats_enabled(), os.environ.get('RAY_USAGE_STATS_PROMPT_ENABLED'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "0"]
+
+
+def _worker_usage_stats() -> tuple[str | None, bool]:
+    import os
+
+    from ray._common.usage import usage_lib
+
+    return os.environ.get("RAY_USAGE_STATS_ENABLED"), usage_lib.usage_stats_enabled()
+
+
+def test_the_ray_it_starts_reports_no_usage_statistics(backend: RayBackend) -> None:
+    """Ray reports usage statistics unless told not to: the driver and its workers are told."""
+    from ray._common.usage import usage_lib
+
+    backend.start()
+    assert not usage_lib.usage_stats_enabled()
+    in_worker = ray.get(ray.remote(_worker_usage_stats).options(num_cpus=1).remote())
+    assert in_worker == ("0", False)
 
 
 def test_bad_settings_are_refused_before_ray_starts() -> None:
