@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -140,9 +141,15 @@ class Uplink:
         self._poll_client = httpx.Client(
             verify=verify, timeout=timeout, headers=headers, follow_redirects=False
         )
+        self._interrupted = threading.Event()
 
     def interrupt(self) -> None:
-        """End a long poll in flight (the agent is stopping); other requests finish normally."""
+        """End a long poll in flight (the agent is stopping); other requests finish normally.
+
+        The poll then returns ``None`` (nothing new), not the socket error the closed pool
+        gives it (``EBADF``): ending it was intended, so there is nothing to report.
+        """
+        self._interrupted.set()
         self._poll_client.close()
 
     def close(self) -> None:
@@ -178,15 +185,20 @@ class Uplink:
         """
         headers = {} if known_version is None else {"If-None-Match": f'"{known_version}"'}
         params = {"wait": f"{wait_s:g}"} if wait_s > 0 else None
-        response = self._request(
-            "GET",
-            "/desired-state",
-            "desired state",
-            headers=headers,
-            params=params,
-            timeout=self.timeout_s + wait_s,
-            client=self._poll_client if wait_s > 0 else self.client,
-        )
+        try:
+            response = self._request(
+                "GET",
+                "/desired-state",
+                "desired state",
+                headers=headers,
+                params=params,
+                timeout=self.timeout_s + wait_s,
+                client=self._poll_client if wait_s > 0 else self.client,
+            )
+        except (UplinkError, RuntimeError):  # RuntimeError: the pool was closed before sending
+            if wait_s > 0 and self._interrupted.is_set():
+                return None
+            raise
         if response.status_code in (204, 304):
             return None
         return _parse(SignedDesiredState, response, "desired state")
