@@ -15,6 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from edgefleet import __version__
 from edgefleet.protocol.signing import SigningKey
 from edgefleet.protocol.v1 import API_PREFIX
+from edgefleet.server.api import audit as audit_api
+from edgefleet.server.api import deployments as deployments_api
+from edgefleet.server.api import devices as devices_api
+from edgefleet.server.api import enroll_tokens as enroll_tokens_api
 from edgefleet.server.api import fl as fl_api
 from edgefleet.server.api import fl_regional as fl_regional_api
 from edgefleet.server.api.device import v1 as device_v1
@@ -208,12 +212,17 @@ def create_app(
     app.include_router(fl_api.device_router)
     app.include_router(fl_regional_api.operator_router)
     app.include_router(fl_regional_api.device_router)
+    app.include_router(devices_api.router)
+    app.include_router(enroll_tokens_api.router)
+    app.include_router(deployments_api.router)
+    app.include_router(audit_api.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok", "version": __version__}
 
+    app.add_middleware(audit_api.AuditTrail)
     app.add_middleware(
         BodyLimit,
         default=settings.max_body_bytes,

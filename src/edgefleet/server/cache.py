@@ -4,8 +4,10 @@ A device polls its desired state every few seconds and almost always gets "uncha
 Reading the credential and the version from the database on each of those polls is what limits
 how many devices one process serves, so both live in memory:
 
-- :class:`CredentialCache` maps credential hashes to device ids. Credentials never change once
-  issued, so an entry is never stale; the cache only bounds its size.
+- :class:`CredentialCache` maps credential hashes to device ids. A credential is revoked when
+  its device is decommissioned: this process forgets it at once (:meth:`CredentialCache.discard`)
+  and every process re-checks an entry older than ``max_age_s`` against the database, so other
+  server processes refuse it within that time.
 - :class:`DesiredVersions` holds every device's newest desired-state version and expiry. This
   process's own writes go in at once (:meth:`DesiredVersions.record`); writes by other server
   processes sharing the database arrive with the next :meth:`DesiredVersions.refresh`, which
@@ -19,6 +21,7 @@ how many devices one process serves, so both live in memory:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 __all__ = ["FULL_EVERY", "OVERLAP_S", "CredentialCache", "DesiredVersions"]
@@ -33,25 +36,46 @@ Loader = Callable[[float | None], Mapping[str, tuple[int, float, float]]]
 
 
 class CredentialCache:
-    """Credential hash -> device id, at most ``capacity`` entries (the oldest go first)."""
+    """Credential hash -> device id, at most ``capacity`` entries (the oldest go first).
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    An entry confirmed more than ``max_age_s`` seconds ago is not returned (the caller reads
+    the database again), so a credential revoked by another server process stops working here
+    within that time.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 200_000,
+        max_age_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self._capacity = capacity
-        self._entries: dict[str, str] = {}
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._entries: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     def get(self, credential_hash: str) -> str | None:
-        """The device id of a credential seen before, or None."""
-        return self._entries.get(credential_hash)
+        """The device id of a credential confirmed within ``max_age_s``, or None."""
+        entry = self._entries.get(credential_hash)
+        if entry is None or self._clock() - entry[1] > self._max_age_s:
+            return None
+        return entry[0]
 
     def put(self, credential_hash: str, device_id: str) -> None:
         """Remember a credential the database confirmed."""
         with self._lock:
-            self._entries[credential_hash] = device_id
+            self._entries.pop(credential_hash, None)  # re-confirmed entries move to the end
+            self._entries[credential_hash] = (device_id, self._clock())
             while len(self._entries) > self._capacity:
                 del self._entries[next(iter(self._entries))]
+
+    def discard(self, credential_hash: str) -> None:
+        """Forget a credential (its device was decommissioned)."""
+        with self._lock:
+            self._entries.pop(credential_hash, None)
 
     def __len__(self) -> int:
         return len(self._entries)

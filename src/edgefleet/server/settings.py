@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -73,6 +73,11 @@ class ServerSettings(BaseSettings):
         default=1.0,
         gt=0,
         description="How often buffered heartbeats are stored (one transaction for all).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Server log lines: 'text', or 'json' (one JSON object per line, with the "
+        "audit trail's fields).",
     )
     opentelemetry: bool = Field(
         default=False,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.errors import NotFoundError
@@ -56,6 +56,9 @@ class DeployRequest(BaseModel):
     model: Name
     version: Name
     selector: Text = Field(default="", description="Label selector, e.g. region=eu,hw=orin-nx.")
+    allow_empty: bool = Field(
+        default=False, description="Deploy even if no device matches now (only later enrolments)."
+    )
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -166,10 +169,23 @@ def create_enroll_token(ctx: Ctx, _: CurrentOperator, body: EnrollTokenRequest) 
 
 
 @router.post("/deployments", status_code=201)
-def deploy(ctx: Ctx, _: CurrentOperator, body: DeployRequest) -> dict[str, Any]:
-    """Point matching devices at ``model@version`` through a signed desired state."""
+def deploy(
+    ctx: Ctx, operator: CurrentOperator, body: DeployRequest, request: Request
+) -> dict[str, Any]:
+    """Point matching devices at ``model@version`` through a signed desired state.
+
+    Refused (409) when no device matches (unless ``allow_empty``) or when an active rollout or
+    federated job holds one of the devices.
+    """
+    request.state.audit_target = f"{body.model}@{body.version} to {body.selector or '(all)'}"
     result = registry.deploy(
-        ctx, body.model, body.version, parse_selector(body.selector), time.time()
+        ctx,
+        body.model,
+        body.version,
+        parse_selector(body.selector),
+        time.time(),
+        actor=operator.name,
+        allow_empty=body.allow_empty,
     )
     return dataclasses.asdict(result)
 

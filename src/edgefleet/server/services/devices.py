@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from edgefleet.errors import AuthError, NotFoundError
+from edgefleet.errors import AuthError, ConfigurationError, NotFoundError
 from edgefleet.protocol.labels import check_labels
 from edgefleet.protocol.signing import sign_desired_state
 from edgefleet.protocol.v1 import (
@@ -21,14 +21,16 @@ from edgefleet.protocol.v1 import (
 from edgefleet.server.context import ServerContext
 from edgefleet.server.services.policies import policy_for
 from edgefleet.server.services.registry import deployment_for
-from edgefleet.server.store.rows import HeartbeatRow
+from edgefleet.server.store.rows import DeviceRow, HeartbeatRow
 from edgefleet.server.tokens import hash_token, new_token
 
 __all__ = [
+    "decommission",
     "enroll",
     "heartbeat",
     "load_desired_version",
     "needs_reissue",
+    "relabel",
     "signed_desired_state",
 ]
 
@@ -110,3 +112,44 @@ def signed_desired_state(ctx: ServerContext, device_id: str, now: float) -> Sign
         fl=FLAssignment.model_validate(row.fl) if row.fl else None,
     )
     return sign_desired_state(state, ctx.director)
+
+
+def decommission(ctx: ServerContext, device_id: str, now: float) -> DeviceRow:
+    """Retire a device; its history stays.
+
+    Its credential is revoked (its device API calls get 401) and it leaves every selection:
+    deployments, rollouts and federated rounds.
+
+    Raises
+    ------
+    NotFoundError
+        No device ``device_id``.
+    """
+    ctx.heartbeats.flush()  # a heartbeat buffered before this must not outlive it unseen
+    row, credential_hash = ctx.store.decommission_device(device_id, now)
+    ctx.credentials.discard(credential_hash)
+    ctx.changes.changed()  # its long poll, if any, ends and its next call is refused
+    return row
+
+
+def relabel(
+    ctx: ServerContext, device_id: str, set_labels: dict[str, str], remove: list[str]
+) -> DeviceRow:
+    """Set (add or replace) and remove labels of a device; returns it with its new labels.
+
+    Raises
+    ------
+    NotFoundError
+        No device ``device_id``.
+    ConfigurationError
+        A key or value is malformed, or a key is both set and removed.
+    """
+    both = sorted(set(set_labels).intersection(remove))
+    if both:
+        raise ConfigurationError(f"label {both[0]!r} is both set and removed")
+    row = ctx.store.get_device(device_id)
+    if row is None:
+        raise NotFoundError(f"no device {device_id!r}")
+    labels = {k: v for k, v in row.labels.items() if k not in remove}
+    labels.update(check_labels(set_labels))
+    return ctx.store.set_device_labels(device_id, check_labels(labels))

@@ -55,7 +55,7 @@ from edgefleet.protocol.v1 import FLAssignment, FLUpdateAck
 from edgefleet.server.context import ServerContext
 from edgefleet.server.fl import JobConfig, close_reason, select_devices
 from edgefleet.server.fl.checks import check_examples, check_metrics, decode_update
-from edgefleet.server.services import fl_model
+from edgefleet.server.services import audit, fl_model
 from edgefleet.server.store import FLJobRow, FLRoundRow, FLUpdateRow
 
 __all__ = [
@@ -377,6 +377,9 @@ def _close_round(
     if privacy is not None:
         result["privacy"] = {k: v for k, v in privacy.items() if k != "state"}
     job = ctx.store.close_fl_round(job, now, round_row.round, state, result, changes)
+    audit.record_decision(
+        ctx, "fl.round_close", f"{job.job_id}/{round_row.round}", f"{state}: {why}", {}, now
+    )
     _clear_assignments(ctx, job, round_row.round, now)
     log.info(
         "federated job %s: round %d %s (%s) accuracy %s",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefleet.errors import ConfigurationError, NotFoundError, StoreError
+from edgefleet.errors import ConfigurationError, ConflictError, NotFoundError, StoreError
 from edgefleet.protocol.labels import matches
 from edgefleet.protocol.v1 import DesiredModel
 from edgefleet.runtime.npz import read_npz
@@ -52,6 +52,7 @@ class DeployResult:
     release: int
     selector: dict[str, str]
     devices: list[str]
+    deployment_id: int
 
 
 def check_name(kind: str, value: str) -> str:
@@ -211,24 +212,95 @@ def desired_model(release: ReleaseRow) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+ACTIVE_ROLLOUT_STATES = ("running", "paused")
+"""Rollout states that still own their devices' desired models."""
+
+
+def _overlaps(ctx: ServerContext, devices: list[str]) -> list[str]:
+    """What is active on any of ``devices``: rollouts and federated jobs, described."""
+    wanted = set(devices)
+    found: list[str] = []
+    for rollout in ctx.store.list_rollouts(states=ACTIVE_ROLLOUT_STATES):
+        on = sorted(
+            wanted.intersection(d.device_id for d in ctx.store.list_devices(rollout.selector))
+        )
+        if on:
+            candidate = f"{rollout.model}@{rollout.candidate.get('version')}"
+            found.append(
+                f"rollout {rollout.rollout_id} ({candidate}, {rollout.state}) on {_some(on)}"
+            )
+    for job in ctx.store.list_fl_jobs(states=("running",)):
+        on = sorted(wanted.intersection(d.device_id for d in ctx.store.list_devices(job.selector)))
+        if on:
+            found.append(f"federated job {job.job_id} ({job.model}, running) on {_some(on)}")
+    return found
+
+
+def _some(ids: list[str], shown: int = 5) -> str:
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
+
+
 def deploy(
-    ctx: ServerContext, name: str, version: str, selector: dict[str, str], now: float
+    ctx: ServerContext,
+    name: str,
+    version: str,
+    selector: dict[str, str],
+    now: float,
+    *,
+    actor: str = "operator",
+    allow_empty: bool = False,
 ) -> DeployResult:
-    """Make every device matching ``selector`` (and later enrolments) run ``name@version``."""
+    """Make every device matching ``selector`` (and later enrolments) run ``name@version``.
+
+    Checked before anything is written (a refused deployment publishes no release):
+
+    Raises
+    ------
+    NotFoundError
+        ``name@version`` is not in the registry.
+    ConflictError
+        ``selector`` matches no (active) device and ``allow_empty`` is false, or an active
+        rollout or federated job holds one of the devices (it decides their model until it
+        ends; the message names it).
+    """
     row = ctx.store.get_model_version(name, version)
     if row is None:
         known = ", ".join(r.version for r in ctx.store.list_model_versions(name)) or "none"
         raise NotFoundError(f"model {name}@{version} is not in the registry (versions: {known})")
-    release = ensure_release(ctx, row, now)
-    model = desired_model(release)
-    devices = [d.device_id for d in ctx.store.list_devices(selector)]
-    expires_at = now + ctx.settings.desired_state_expiry_s
-    versions = ctx.store.set_desired_states(devices, model, now, expires_at)
-    for device_id, issued in versions.items():
-        ctx.versions.record(device_id, issued, expires_at)
-    remember_deployment(ctx, selector, model, now)
+    shown = ",".join(f"{k}={v}" for k, v in selector.items()) or "(every device)"
+    with ctx.registry_lock:
+        devices = [d.device_id for d in ctx.store.list_devices(selector)]
+        if not devices and not allow_empty:
+            raise ConflictError(
+                f"selector {shown} matches no device; nothing was deployed (allow an empty "
+                "deployment to reach only devices that enrol later)"
+            )
+        busy = _overlaps(ctx, devices)
+        if busy:
+            raise ConflictError(
+                f"cannot deploy {name}@{version} to {shown}: "
+                + "; ".join(busy)
+                + " is active (wait for it to end, or abort it)"
+            )
+        release = ensure_release(ctx, row, now)
+        model = desired_model(release)
+        expires_at = now + ctx.settings.desired_state_expiry_s
+        versions = ctx.store.set_desired_states(devices, model, now, expires_at)
+        for device_id, issued in versions.items():
+            ctx.versions.record(device_id, issued, expires_at)
+        remember_deployment(ctx, selector, model, now)
+        stored = ctx.store.add_deployment(
+            model=name,
+            version=version,
+            release=release.release,
+            selector=selector,
+            devices=devices,
+            actor=actor,
+            now=now,
+        )
     ctx.changes.changed()
-    return DeployResult(name, version, release.release, selector, devices)
+    return DeployResult(name, version, release.release, selector, devices, stored.id)
 
 
 def remember_deployment(

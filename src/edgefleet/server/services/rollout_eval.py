@@ -20,6 +20,7 @@ from edgefleet.server.rollout.metrics import CohortMetrics, Reference
 from edgefleet.server.rollout.plan import experiment_from_json, plan_from_json
 from edgefleet.server.rollout.rules import Facts, decide
 from edgefleet.server.rollout.spec import ExperimentPlan, RolloutPlan
+from edgefleet.server.services import audit
 from edgefleet.server.services import rollout_effects as fx
 from edgefleet.server.services.registry import remember_deployment
 from edgefleet.server.store.rows import RolloutRow
@@ -181,21 +182,33 @@ def _evaluate_rollout(
                 }
             ],
         )
+        _decided(ctx, "rollout.advance", moved, f"stage {row.stage + 1}: {decision.reason}", now)
         current = fx.current_payloads(ctx, list(devices))
         fx.apply_desired(ctx, fx.stage_payloads(moved, nxt, classes, current), now)
         _unless_moved_on(ctx, moved, now)
         return moved
     if decision.action == "pause":
-        return ctx.store.update_rollout(
+        paused = ctx.store.update_rollout(
             row.rollout_id,
             row.revision,
             now,
             {"state": "paused", "reason": decision.reason, "status": status},
             [{"kind": "paused", "reason": decision.reason, "gates": gate_values}],
         )
+        _decided(ctx, "rollout.pause", paused, decision.reason, now)
+        return paused
     state = "completed" if decision.action == "complete" else "rolled_back"
     event = {"kind": state, "reason": decision.reason, "gates": gate_values}
-    return end(ctx, row, state, decision.reason, status, event, now)
+    done = end(ctx, row, state, decision.reason, status, event, now)
+    action = "rollout.complete" if state == "completed" else "rollout.rollback"
+    _decided(ctx, action, done, decision.reason, now)
+    return done
+
+
+def _decided(ctx: ServerContext, action: str, row: RolloutRow, outcome: str, now: float) -> None:
+    """Audit an automatic decision on ``row`` (persisted already)."""
+    detail = {"model": row.model, "candidate": row.candidate.get("version"), "stage": row.stage}
+    audit.record_decision(ctx, action, row.rollout_id, outcome, detail, now)
 
 
 def _baseline(row: RolloutRow, live: dict[str, CohortMetrics]) -> dict[str, Reference]:
@@ -320,14 +333,19 @@ def _evaluate_experiment(
     if plan.auto_promote and advice.verdict in ("promote_b", "keep_a"):
         state = "completed" if advice.verdict == "promote_b" else "rolled_back"
         event = {"kind": state, "reason": f"experiment ended: {advice.reason}"}
-        return end(ctx, row, state, advice.reason, status, event, now)
-    return ctx.store.update_rollout(
+        done = end(ctx, row, state, advice.reason, status, event, now)
+        action = "rollout.complete" if state == "completed" else "rollout.rollback"
+        _decided(ctx, action, done, advice.reason, now)
+        return done
+    concluded = ctx.store.update_rollout(
         row.rollout_id,
         row.revision,
         now,
         {"state": "concluded", "reason": advice.reason, "status": status},
         [{"kind": "concluded", "verdict": advice.verdict, "reason": advice.reason}],
     )
+    _decided(ctx, "rollout.conclude", concluded, f"{advice.verdict}: {advice.reason}", now)
+    return concluded
 
 
 def _per_device(

@@ -137,3 +137,10 @@ class AuditStore(StoreBase):
         with self._read() as connection:
             rows = connection.execute(query).all()
         return [_deployment_row(row) for row in rows]
+
+    def get_deployment(self, deployment_id: int) -> DeploymentRow | None:
+        """The deployment ``deployment_id``, or None."""
+        table = schema.deployments
+        with self._read() as connection:
+            row = connection.execute(sa.select(table).where(table.c.id == deployment_id)).first()
+        return None if row is None else _deployment_row(row)

@@ -155,8 +155,9 @@ class TokenStore(StoreBase):
         return [_enroll_row(row) for row in rows]
 
     def revoke_enroll_token(self, token_id: int, now: float) -> EnrollTokenRow:
-        """Stop an enrolment token from enrolling anything more (revoking twice keeps the
-        first time).
+        """Stop an enrolment token from enrolling anything more.
+
+        Revoking twice keeps the first time.
 
         Raises
         ------

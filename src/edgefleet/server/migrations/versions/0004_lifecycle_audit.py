@@ -1,5 +1,4 @@
-"""Fleet lifecycle and audit: decommissioned devices, revoked enrolment tokens, deployment
-history, the audit log.
+"""Fleet lifecycle and audit: decommissions, token revocation, deployments, the audit log.
 
 Revision ID: 0004
 Revises: 0003

@@ -1,0 +1,215 @@
+"""The audit trail over HTTP: every operator action is recorded, and can be read back.
+
+:class:`AuditTrail` (an ASGI middleware) records each operator request that changes something
+(any method but GET, HEAD and OPTIONS under ``/api/operator/``) once it is answered: the
+operator token's name as the actor, an action named after the route, the target (the path's
+ids, or what the handler put in ``request.state.audit_target``) and the outcome (``ok`` or the
+status and error it was refused with). Requests refused before a route matched (an unknown
+route) are not recorded. ``GET /api/operator/v1/audit`` pages through the trail.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edgefleet.errors import EdgefleetError
+from edgefleet.protocol.bounds import INT64_MAX
+from edgefleet.server.api.auth import CurrentOperator, context
+from edgefleet.server.api.params import DEFAULT_LIMIT, Limit, TextQuery
+from edgefleet.server.context import ServerContext
+from edgefleet.server.services import audit
+from edgefleet.server.store.rows import AuditRow
+from edgefleet.server.tokens import hash_token
+
+__all__ = ["AuditEntry", "AuditPage", "AuditTrail", "action_name", "router"]
+
+PREFIX = "/api/operator/v1"
+router = APIRouter(prefix=PREFIX, tags=["operator"])
+Ctx = Annotated[ServerContext, Depends(context)]
+
+_VERBS = {"POST": "create", "PUT": "set", "PATCH": "update", "DELETE": "delete"}
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_MAX_ERROR_BODY = 4096
+
+
+class AuditEntry(BaseModel):
+    """One recorded action or decision."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: AuditRow) -> AuditEntry:
+        """From a stored row."""
+        return cls(
+            id=row.id,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            target=row.target,
+            outcome=row.outcome,
+            detail=row.detail,
+        )
+
+
+class AuditPage(BaseModel):
+    """Entries newest first; ``next_before`` fetches the next page (None: the last one)."""
+
+    entries: list[AuditEntry]
+    next_before: int | None
+
+
+@router.get("/audit")
+def list_audit(
+    ctx: Ctx,
+    _: CurrentOperator,
+    limit: Limit = DEFAULT_LIMIT,
+    before: Annotated[
+        int | None, Query(ge=1, le=INT64_MAX, description="Page on: only ids below this one.")
+    ] = None,
+    actor: TextQuery = None,
+    action: TextQuery = None,
+    target: TextQuery = None,
+    since: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Unix time: entries from then.")
+    ] = None,
+) -> AuditPage:
+    """Audited actions, newest first, ``limit`` per page.
+
+    ``action=rollout`` finds every ``rollout.*`` decision.
+    """
+    rows = ctx.store.list_audit(
+        limit=limit, before_id=before, actor=actor, action=action, target=target, since=since
+    )
+    return AuditPage(
+        entries=[AuditEntry.of(r) for r in rows],
+        next_before=rows[-1].id if len(rows) == limit else None,
+    )
+
+
+def action_name(method: str, template: str, path_params: dict[str, str]) -> tuple[str, str]:
+    """``(action, target)`` of an operator request from its route's path template.
+
+    The action is the path's fixed words joined by dots; a trailing word after an id is the
+    verb (``pause``, ``decommission``), otherwise the method names it. The target is the ids.
+
+    Examples
+    --------
+    >>> action_name("POST", "/api/operator/v1/deployments", {})
+    ('deployments.create', '')
+    >>> action_name("POST", "/api/operator/v1/devices/{device_id}/decommission",
+    ...             {"device_id": "d1"})
+    ('devices.decommission', 'd1')
+    >>> action_name("POST", "/api/operator/v1/rollouts/{rollout_id}/{action}",
+    ...             {"rollout_id": "ro-1", "action": "pause"})
+    ('rollouts.pause', 'ro-1')
+    >>> action_name("PATCH", "/api/operator/v1/devices/{device_id}/labels", {"device_id": "d1"})
+    ('devices.labels.update', 'd1')
+    """
+    words: list[str] = []
+    ids: list[str] = []
+    verb_at_end = False
+    for part in template.removeprefix(PREFIX).strip("/").split("/"):
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1].split(":")[0]
+            if name == "action":
+                words.append(path_params.get(name, name))
+                verb_at_end = True
+            else:
+                ids.append(str(path_params.get(name, "")))
+                verb_at_end = False
+        else:
+            words.append(part)
+            verb_at_end = bool(ids)
+    if not (verb_at_end and method == "POST"):
+        words.append(_VERBS.get(method, method.lower()))
+    return ".".join(w for w in words if w), "/".join(ids)
+
+
+class AuditTrail:
+    """ASGI middleware: record every operator request that changes something, once answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; record it once answered if it is an operator action."""
+        if (
+            scope["type"] != "http"
+            or scope["method"] in _READS
+            or not str(scope["path"]).startswith("/api/operator/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        body = bytearray()
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and status >= 400:
+                body.extend(message.get("body", b"")[: _MAX_ERROR_BODY - len(body)])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            ctx = getattr(scope["app"].state, "ctx", None)
+            if route is not None and ctx is not None:
+                await run_in_threadpool(self._record, ctx, scope, route.path, status, bytes(body))
+
+    @staticmethod
+    def _record(ctx: ServerContext, scope: Scope, template: str, status: int, body: bytes) -> None:
+        action, target = action_name(scope["method"], template, scope.get("path_params", {}))
+        state = scope.get("state") or {}
+        target = str(state.get("audit_target") or target)
+        outcome = "ok" if status < 400 else f"refused {status}{_error(body)}"
+        try:
+            audit.record(
+                ctx,
+                actor=_actor(ctx, scope),
+                action=action,
+                target=target,
+                outcome=outcome,
+                detail={"status": status, "path": scope["path"]},
+            )
+        except EdgefleetError as exc:
+            audit.log.error("storing the audit entry of %s failed: %s", action, exc)
+
+
+def _error(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if isinstance(data, dict) and "error" in data:
+        return f" {data.get('code', '')}: {data['error']}"
+    return ""
+
+
+def _actor(ctx: ServerContext, scope: Scope) -> str:
+    """The name of the request's operator token ("unauthenticated" if it has none)."""
+    for key, value in scope.get("headers", []):
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                try:
+                    operator = ctx.store.find_operator_token(hash_token(token.strip()))
+                except EdgefleetError:
+                    return "unknown (store failed)"
+                if operator is not None:
+                    return operator.name
+    return "unauthenticated"
