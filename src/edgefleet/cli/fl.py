@@ -131,8 +131,8 @@ def simulate_command(
     from edgefleet.federated.simulation import LocalBackend, RoundResult, SimulationConfig, simulate
     from edgefleet.federated.task import TASKS
 
-    if task.strip() in TASKS:  # the built-in tasks train with PyTorch on scikit-learn's data
-        require_extras("edgefleet fl simulate", "train")
+    needed = ("train",) if task.strip() in TASKS else ()  # the built-ins train with PyTorch
+    require_extras("edgefleet fl simulate", *needed, *(("ray",) if backend == "ray" else ()))
     try:
         chosen = load_task(task)
     except ValueError as exc:
