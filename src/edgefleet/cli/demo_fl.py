@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edgefleet.cli.demo_rollout import Traffic, roll_out, wait_all_on
+from edgefleet.cli.demo_rollout import Traffic, confirm_serving, report_local_rollbacks, roll_out
 from edgefleet.cli.fl_jobs import wait_for_job
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
 from edgefleet.testing.models import DigitsData
@@ -75,13 +75,15 @@ def run_fl_demo(
         f"   registered digits@{new} (exported to ONNX, calibrated on held-out digits); "
         f"{up} bytes of updates up, {down} bytes of models down, no training data moved"
     )
+    since = time.time()
     traffic = Traffic(agents, data)
     try:
         rolled = roll_out(server, new, say)
         if rolled["state"] != "completed":
             raise RuntimeError(f"the federated model was not rolled out: {rolled['reason']}")
-        wait_all_on(server, new, len(agents))
-        say(f"   every device now serves digits@{new}, trained where the data lives")
+        confirm_serving(server, new, len(agents), say)
+        say(f"   digits@{new} was trained where the data lives")
+        report_local_rollbacks(server, since, say)
     finally:
         traffic.stop()
 

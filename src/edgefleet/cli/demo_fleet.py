@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgefleet.cli.demo_fl import run_fl_demo
-from edgefleet.cli.demo_rollout import SERVER_ENV, push, run_rollout_demo
+from edgefleet.cli.demo_rollout import SERVER_ENV, push, reported_models, run_rollout_demo
 from edgefleet.runtime.oip.client import OIPClient
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
 from edgefleet.testing.models import DigitsData
@@ -53,12 +53,16 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def _active(server: ServerProcess) -> dict[str, str]:
-    out = {}
-    for device in server.operator("GET", "/devices"):
-        active = (device.get("inventory") or {}).get("active_model") or {}
-        out[device["device_id"]] = f"{active.get('name')}@{active.get('version')}"
-    return out
+_STEPS = {"verified", "smoke_test_passed", "activated"}
+
+
+def _all_reported(server: ServerProcess, version: str) -> bool:
+    """Whether every device reported each step of installing ``digits@version``."""
+    seen: dict[str, set[str]] = {}
+    for event in server.operator("GET", "/events", params={"limit": 500}):
+        if event["model"] == "digits" and event["version"] == version:
+            seen.setdefault(event["device_id"], set()).add(event["kind"])
+    return len(seen) == len(DEVICES) and all(kinds >= _STEPS for kinds in seen.values())
 
 
 def run_fleet_demo(
@@ -118,11 +122,17 @@ def run_fleet_demo(
         want = f"digits@{row['version']}"
         _wait(
             "every agent to activate the model",
-            lambda: list(_active(server).values()) == [want] * len(DEVICES),
+            lambda: list(reported_models(server).values()) == [want] * len(DEVICES),
+        )
+        seconds_taken = time.monotonic() - started
+        _wait(
+            "every agent's verified, smoke_test_passed and activated events",
+            lambda: _all_reported(server, str(row["version"])),
+            timeout=30,
         )
         say(
-            f"   all {len(DEVICES)} agents verified (TUF), smoke-tested and activated {want} in"
-            f" {time.monotonic() - started:.1f} s"
+            f"   all {len(DEVICES)} agents report {want} active ({seconds_taken:.1f} s), and each"
+            " reported its verified (TUF), smoke_test_passed and activated events"
         )
         _infer_everywhere(agents, data, seconds, say)
         _fleet_report(server, say)

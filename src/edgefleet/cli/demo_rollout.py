@@ -22,7 +22,17 @@ from edgefleet.runtime.oip.client import OIPClient
 from edgefleet.testing.fleet import AgentProcess, ServerProcess
 from edgefleet.testing.models import DigitsData
 
-__all__ = ["SERVER_ENV", "Traffic", "push", "roll_out", "run_rollout_demo", "wait_all_on"]
+__all__ = [
+    "SERVER_ENV",
+    "Traffic",
+    "confirm_serving",
+    "push",
+    "report_local_rollbacks",
+    "reported_models",
+    "roll_out",
+    "run_rollout_demo",
+    "wait_all_on",
+]
 
 Say = Callable[[str], None]
 
@@ -90,24 +100,24 @@ def run_rollout_demo(
     Returns the version every device serves at the end (the better model).
     """
     say("\n== 6. Safe rollouts: staged rollout of a better model, automatic rollback of a worse")
+    since = time.time()
     traffic = Traffic(agents, data)
     try:
         better = _push(server, models["better"], calibration, say, "better: trained 25 epochs")
         result = roll_out(server, better, say)
         if result["state"] != "completed":
             raise RuntimeError(f"the better model was not promoted: {result['reason']}")
-        wait_all_on(server, better, len(agents))
-        say(f"   every device now serves digits@{better}")
+        confirm_serving(server, better, len(agents), say)
+        report_local_rollbacks(server, since, say)
         worse = _push(server, models["worse"], calibration, say, "worse: a 1-epoch training run")
+        since = time.time()
         result = roll_out(server, worse, say)
         if result["state"] != "rolled_back":
             raise RuntimeError(f"the worse model was not rolled back: {result['state']}")
-        wait_all_on(server, better, len(agents))
-        say(
-            f"   rolled back automatically: {result['reason']}\n"
-            f"   every device serves digits@{better} again ({traffic.sent} live inferences "
-            f"during this step, {traffic.errors} failed)"
-        )
+        say(f"   rolled back by the server: {result['reason']}")
+        confirm_serving(server, better, len(agents), say, again=True)
+        report_local_rollbacks(server, since, say)
+        say(f"   {traffic.sent} live inferences during this step, {traffic.errors} failed")
     finally:
         traffic.stop()
     return better
@@ -183,3 +193,50 @@ def wait_all_on(server: ServerProcess, version: str, n: int, timeout: float = 60
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for every device on {version}: {versions}")
         time.sleep(0.3)
+
+
+def reported_models(server: ServerProcess) -> dict[str, str]:
+    """What every device reported serving in its last heartbeat: device id -> name@version."""
+    out = {}
+    for device in server.operator("GET", "/devices"):
+        active = (device.get("inventory") or {}).get("active_model") or {}
+        out[str(device["device_id"])] = f"{active.get('name')}@{active.get('version')}"
+    return out
+
+
+def confirm_serving(
+    server: ServerProcess, version: str, n: int, say: Say, *, again: bool = False
+) -> None:
+    """Wait until all ``n`` devices report ``digits@version``, then read it back and print it.
+
+    Nothing is claimed that was not read from the server: the line lists what each device
+    reported. Raises if a device reports anything else on the read-back.
+    """
+    wait_all_on(server, version, n)
+    reported = reported_models(server)
+    want = f"digits@{version}"
+    if len(reported) != n or set(reported.values()) != {want}:
+        raise RuntimeError(f"devices do not all report {want}: {reported}")
+    listed = ", ".join(f"{device} {model}" for device, model in sorted(reported.items()))
+    say(
+        f"   read back from the server, every device {'again ' if again else ''}reports "
+        f"serving {want}: {listed}"
+    )
+
+
+def report_local_rollbacks(server: ServerProcess, since: float, say: Say) -> int:
+    """Print the health watch rollbacks the agents reported since ``since`` (Unix time).
+
+    These are the agents' own decisions (``rolled_back`` events), not the server's rollout
+    rollbacks; an honest demo shows them rather than hiding them. Returns how many.
+    """
+    events = server.operator("GET", "/events", params={"limit": 500})
+    local = [e for e in events if e["kind"] == "rolled_back" and float(e["at"]) >= since]
+    if not local:
+        say("   local rollbacks by the agents' health watch reported so far: none")
+    for event in reversed(local):  # oldest first
+        say(
+            f"   LOCAL ROLLBACK on {event['device_id']}: {event['model']}@{event['version']} "
+            f"({event['detail']})"
+        )
+    return len(local)
