@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from edgefleet.bench.queries import QuerySet, random_queries
@@ -33,6 +32,8 @@ class ScriptedTarget:
         self.service_s, self.stall_s, self.stall_at = service_s, stall_s, stall_at_call
         self.calls = 0
         self.lock = threading.Lock()
+        self.threads: set[int] = set()  # the threads that called run
+        self.spans: dict[int, tuple[float, float]] = {}  # call number -> (start, end)
 
     def prepare(self, queries: QuerySet) -> None:
         pass
@@ -44,8 +45,16 @@ class ScriptedTarget:
         with self.lock:
             self.calls += 1
             call = self.calls
+            self.threads.add(threading.get_ident())
+        start = time.perf_counter()
         time.sleep(self.stall_s if call == self.stall_at else self.service_s)
+        self.spans[call] = (start, time.perf_counter())
         return {}
+
+    def overlapping(self, call: int) -> list[int]:
+        """The calls that ran while ``call`` did."""
+        start, end = self.spans[call]
+        return [c for c, (s, e) in self.spans.items() if c != call and s < end and e > start]
 
     def close(self) -> None:
         pass
@@ -65,7 +74,7 @@ def test_single_stream_runs_until_both_minimums_are_met(digits_path: Path) -> No
     assert m.duration_s >= 0.5
     assert m.errors == 0
     assert m.latencies_ms.size == m.queries
-    assert len(m.windows) >= 4
+    assert m.windows
     # warm-up queries are excluded: the model's own counter saw more calls than were measured
     assert model.telemetry.snapshot().count > m.queries
 
@@ -87,35 +96,51 @@ def test_server_latency_counts_from_the_scheduled_time_so_a_stall_is_not_hidden(
     m = measure(server, RunPlan(duration_s=1.5, min_queries=10, warmup_s=0, window_s=0.5))
     late = int((m.latencies_ms > 50).sum())
     assert late >= 20, f"only {late} queries saw the stall"
-    # Closed loop (single-stream) against the same stall: one slow query, the rest unaware.
+    # Closed loop (single-stream) against the same stall: one slow query, the rest unaware,
+    # since nothing is issued while it runs.
     target = ScriptedTarget(service_s=0.001, stall_s=0.3, stall_at_call=100)
     closed = issuer_for("single-stream", target, 1, concurrency=1)
     m = measure(closed, RunPlan(duration_s=1.5, min_queries=10, warmup_s=0, window_s=0.5))
-    assert int((m.latencies_ms > 50).sum()) == 1
+    assert float(m.latencies_ms.max()) >= 300
+    assert target.overlapping(100) == []
 
 
 def test_server_arrivals_follow_the_requested_rate() -> None:
     target = ScriptedTarget(service_s=0.0005)
     server = issuer_for("server", target, 1, concurrency=4, target_qps=400, seed=3)
     m = measure(server, RunPlan(duration_s=2.0, min_queries=10, warmup_s=0.2, window_s=0.5))
-    assert 300 < m.throughput_qps < 500
+    # Arrivals follow the schedule, not the machine: 800 +- 28 are due in the 2 s measured
+    # (more if a busy machine ends the run late), and never more than the rate allows.
+    assert 640 <= m.queries <= 1.2 * 400 * m.duration_s
 
 
-def test_multi_stream_queries_end_with_their_slowest_sample() -> None:
-    target = ScriptedTarget(service_s=0.02)
+def test_multi_stream_queries_run_their_samples_side_by_side() -> None:
+    class Together(ScriptedTarget):
+        """Each sample waits for three others to run at the same time: alone, it fails."""
+
+        def __init__(self) -> None:
+            super().__init__(service_s=0.001)
+            self.barrier = threading.Barrier(4, timeout=60)
+
+        def run(self, index: int) -> dict[str, Any]:
+            self.barrier.wait()
+            return super().run(index)
+
+    target = Together()
     issuer = issuer_for("multi-stream", target, 1, concurrency=1, samples_per_query=4)
     m = measure(issuer, RunPlan(duration_s=0.5, min_queries=5, warmup_s=0, window_s=0.25))
+    assert (m.errors, m.first_error) == (0, None)
+    assert m.queries >= 5
     assert m.samples == 4 * m.queries
     assert target.calls >= 4 * m.queries
-    # four samples run side by side: a query takes about one service time, not four
-    assert float(np.median(m.latencies_ms)) < 4 * 20
 
 
 def test_offline_uses_every_worker() -> None:
     target = ScriptedTarget(service_s=0.01)
     offline = issuer_for("offline", target, 1, concurrency=4)
     m = measure(offline, RunPlan(duration_s=0.6, min_queries=10, warmup_s=0, window_s=0.2))
-    assert m.throughput_qps > 2 * 100  # one worker could do at most 100/s
+    assert m.queries >= 10
+    assert len(target.threads) == 4  # every worker issued queries
 
 
 def test_failed_queries_are_counted_with_the_first_error() -> None:
