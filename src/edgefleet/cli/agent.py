@@ -28,6 +28,13 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 
+from edgefleet.cli.exit_codes import (
+    EXIT_ADDRESS,
+    EXIT_AUTH,
+    EXIT_DATA_DIR_IN_USE,
+    EXIT_ERROR,
+    EXIT_USAGE,
+)
 from edgefleet.errors import ConfigurationError, EdgefleetError
 
 __all__ = [
@@ -38,10 +45,7 @@ __all__ = [
     "agent_command",
 ]
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_ADDRESS = 4
-EXIT_ENROLL_REFUSED = 6
+EXIT_ENROLL_REFUSED = EXIT_AUTH  # the control plane refused the enrolment token
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -114,7 +118,6 @@ def agent_command(
     from edgefleet.agent.datadir import DataDirInUseError
     from edgefleet.agent.enrollment import EnrollmentRefusedError
     from edgefleet.agent.settings import AgentSettings
-    from edgefleet.cli.main import EXIT_DATA_DIR_IN_USE
 
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):

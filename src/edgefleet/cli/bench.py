@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from edgefleet.cli.exit_codes import EXIT_INTERRUPTED
+
 if TYPE_CHECKING:  # typer bundles its own click; this is the Context type its groups take
     from typer._click.core import Context
 
@@ -290,7 +292,7 @@ def run(
     state = "PARTIAL report (interrupted)" if report["partial"] else "report"
     typer.echo(f"{state}: {json_path}  {html_path}")
     if report["partial"]:
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_INTERRUPTED)
     failed = [t["name"] for t in report["targets"] if t["queries"] and t["errors"] == t["queries"]]
     if failed:
         first = next(t["first_error"] for t in report["targets"] if t["name"] == failed[0])
