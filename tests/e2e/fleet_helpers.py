@@ -68,6 +68,23 @@ def devices(server: ServerProcess) -> dict[str, dict[str, Any]]:
     return {d["device_id"]: d for d in server.operator("GET", "/devices")}
 
 
+def heartbeats_pass(server: ServerProcess, ids: list[str], beats: int = 3) -> None:
+    """Wait until each device has been seen ``beats`` more times (its uploads run meanwhile).
+
+    What a test waits on before checking that something did *not* happen: the agents were
+    alive and talking to the server for several of their intervals, however slow the machine.
+    """
+    seen = {d: {devices(server)[d]["last_seen_at"]} for d in ids}
+
+    def more_beats() -> bool:
+        for dev, device in devices(server).items():
+            if dev in seen:
+                seen[dev].add(device["last_seen_at"])
+        return all(len(stamps) > beats for stamps in seen.values())
+
+    wait_for(f"{beats} more heartbeats from every device", more_beats)
+
+
 def active_of(device: dict[str, Any]) -> str | None:
     active = (device.get("inventory") or {}).get("active_model") or {}
     return f"{active['name']}@{active['version']}" if active.get("name") else None

@@ -34,6 +34,7 @@ from .fleet_helpers import (
     deploy,
     device_id,
     devices,
+    heartbeats_pass,
     infer,
     merged_count,
     push,
@@ -88,7 +89,7 @@ def test_sigkill_during_updates_always_restarts_on_a_verified_model(
     for cycle in range(KILL_CYCLES):
         version = "2" if version == "1" else "1"
         deploy(server, version)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.3))  # kill at a random point of the update, on purpose
         agent.kill()
         agent.restart()
         assert serves(agent), f"cycle {cycle}: nothing served after the restart"
@@ -257,7 +258,7 @@ def test_expired_timestamp_is_refused_and_the_current_model_keeps_serving(
     server.restart()
     push(server, echo_path, "2")
     deploy(server, "2")
-    time.sleep(3.0)  # let the new timestamp expire before the agent sees it
+    time.sleep(3.0)  # real time must pass: the new timestamp expires 2 s after it was signed
 
     agent.restart()
 
@@ -303,7 +304,7 @@ def test_agents_reconnect_after_a_server_restart_and_no_window_is_lost_or_double
         "every inference in the merged telemetry",
         lambda: all(merged_count(server, d) == sent[d] for d in ids),
     )
-    time.sleep(3.0)  # several more windows and uploads: nothing may arrive twice
+    heartbeats_pass(server, ids)  # several more windows and uploads: nothing may arrive twice
     assert {d: merged_count(server, d) for d in ids} == sent
 
 
@@ -341,7 +342,7 @@ def test_the_spool_carries_windows_across_an_outage_and_counts_what_its_budget_d
         infer(roomy, digits, 10)
         infer(tiny, digits, 10)
         sent += 10
-        time.sleep(1.0)
+        time.sleep(1.0)  # telemetry windows are 1 s of the agent's clock: one burst per window
     restarted = stack.enter_context(ServerProcess.start(tmp_path / "server", port=port))
 
     wait_for("the roomy spool's windows", lambda: merged_count(restarted, ids[0]) == sent)
@@ -352,7 +353,7 @@ def test_the_spool_carries_windows_across_an_outage_and_counts_what_its_budget_d
         "the tiny spool's drops on the server",
         lambda: restarted.operator("GET", "/telemetry")["dropped_windows"] > 0,
     )
-    time.sleep(2.0)
+    heartbeats_pass(restarted, ids)  # more uploads: nothing may arrive twice
     assert merged_count(restarted, ids[0]) == sent
     assert merged_count(restarted, ids[1]) < sent
     assert devices(restarted)[ids[0]]["telemetry_dropped"] == 0
