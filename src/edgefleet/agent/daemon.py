@@ -1,8 +1,9 @@
 """The ``edgefleet agent`` process: wires the parts together and runs them in threads.
 
-Start-up order: the model named in ``state.json`` is loaded and served first, so local apps get
-answers even while the control plane is unreachable; then the device enrols (once) or reuses
-its credential, and the loops start. Threads: the OIP accept loop, telemetry windows and the
+Start-up order: the data dir is checked and locked before anything in it is read or written
+(one agent per data dir, :mod:`edgefleet.agent.datadir`); then the model named in
+``state.json`` is loaded and served, so local apps get answers even while the control plane is
+unreachable; then the device enrols (once) or reuses its credential, and the loops start. Threads: the OIP accept loop, telemetry windows and the
 health watch, and (once enrolled) desired-state pulls, heartbeats, uploads and the retry of
 deferred activations. The local server also answers the update hold (``/agent/v1/hold``).
 
