@@ -237,10 +237,15 @@ class HealthWatch:
         base = self.baseline
         if base is None or base.count < self.policy.latency_window:
             return "; latency not judged (no baseline of the previous model)"
-        if not self.windows_judged:
-            return f"; latency not judged (fewer than {self.policy.latency_window} calls)"
+        policy = self.policy
+        previous = f"previous model's median {base.latency.quantile(0.5) * 1e3:.3f} ms"
+        if self.windows_judged < policy.latency_windows:
+            return (
+                f"; latency inconclusive: {self.windows_judged} of the "
+                f"{policy.latency_windows} windows of {policy.latency_window}+ calls needed "
+                f"({previous})"
+            )
         return (
-            f"; latency judged in {self.windows_judged} windows, none slow "
-            f"{self.policy.latency_windows} times in a row "
-            f"(previous model's median {base.latency.quantile(0.5) * 1e3:.3f} ms)"
+            f"; latency judged in {self.windows_judged} windows of {policy.latency_window}+ "
+            f"calls, never slow {policy.latency_windows} in a row ({previous})"
         )

@@ -41,7 +41,8 @@ AGENT_ENV = {
     "EDGEFLEET_UPLOAD_INTERVAL_S": "0.5",
     "EDGEFLEET_HEARTBEAT_INTERVAL_S": "1",
     "EDGEFLEET_POLL_WAIT_S": "5",
-    "EDGEFLEET_HEALTH_WATCH_S": "2",
+    # long enough at the demo's traffic for the latency rule's three windows of 50 calls
+    "EDGEFLEET_HEALTH_WATCH_S": "6",
 }
 
 

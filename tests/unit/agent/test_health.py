@@ -79,6 +79,17 @@ def test_scheduler_noise_in_the_tail_never_rolls_back() -> None:
     assert "latency judged in 20 windows" in passed.reason
 
 
+def test_a_watch_too_short_for_enough_windows_says_latency_was_inconclusive() -> None:
+    watch = HealthWatch(WINDOWED, _snap(500, latency_s=0.0003), started_at=0.0)
+    traffic = Traffic()
+    for _ in range(2):
+        watch.evaluate(traffic.add(*[0.0003] * 50), now=1)
+    assert traffic.total is not None
+    passed = watch.evaluate(traffic.total, now=61)
+    assert passed.status == "passed"
+    assert "latency inconclusive: 2 of the 3 windows of 50+ calls needed" in passed.reason
+
+
 def test_slow_windows_must_be_consecutive() -> None:
     watch = HealthWatch(WINDOWED, _snap(500, latency_s=0.0002), started_at=0.0)
     traffic = Traffic()
