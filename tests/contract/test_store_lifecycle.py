@@ -19,7 +19,8 @@ def test_a_decommissioned_device_keeps_its_row_but_not_its_credential(store: Sto
     assert row.decommissioned_at == NOW + 5
     assert store.find_device_by_credential("cred-dev-1") is None
     shown = store.get_device("dev-1")
-    assert shown is not None and shown.decommissioned_at == NOW + 5
+    assert shown is not None
+    assert shown.decommissioned_at == NOW + 5
     assert shown.labels == {"region": "eu"}
 
 
@@ -84,7 +85,8 @@ def test_deployments_are_kept_newest_first_in_pages(store: Store) -> None:
     assert [d.version for d in rest] == ["1"]
     assert store.get_deployment(made[0].id) == made[0]
     assert store.get_deployment(made[-1].id + 1) is None
-    assert made[0].selector == {"region": "eu"} and made[0].devices == ["dev-1"]
+    assert made[0].selector == {"region": "eu"}
+    assert made[0].devices == ["dev-1"]
 
 
 def test_the_audit_log_pages_newest_first_and_filters(store: Store) -> None:

@@ -1,5 +1,8 @@
 """Operator commands: ``model``, ``device``, ``enroll-token`` and ``deploy``.
 
+The lifecycle commands (``device decommission|label``, ``enroll-token list|revoke``,
+``deployment``, ``audit``) live in :mod:`edgefleet.cli.lifecycle`.
+
 They talk to a running ``edgefleet server`` over its operator API: ``--server`` (or
 ``EDGEFLEET_SERVER``) and ``--token`` (or ``EDGEFLEET_TOKEN``).
 """
@@ -35,8 +38,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 DEFAULT_SERVER = "http://127.0.0.1:8400"
 
 model_app = typer.Typer(help="Push and inspect models in the registry.", rich_markup_mode=None)
-device_app = typer.Typer(help="List and inspect enrolled devices.", rich_markup_mode=None)
-enroll_token_app = typer.Typer(help="Create enrolment tokens for agents.", rich_markup_mode=None)
+device_app = typer.Typer(
+    help="List, inspect, label and decommission enrolled devices.", rich_markup_mode=None
+)
+enroll_token_app = typer.Typer(
+    help="Create, list and revoke enrolment tokens for agents.", rich_markup_mode=None
+)
 
 
 def _client(server: str, token: str, ca_file: Path | None) -> OperatorClient:
@@ -196,7 +203,11 @@ def device_show(
     device = data["device"]
     inv = device.get("inventory") or {}
     typer.echo(f"device {device['device_id']} ({'online' if device['online'] else 'offline'})")
-    typer.echo(f"  labels: {device['labels']}")
+    from edgefleet.cli.lifecycle import labels_text, stamp
+
+    if device.get("decommissioned_at") is not None:
+        typer.echo(f"  decommissioned at {stamp(device['decommissioned_at'])}")
+    typer.echo(f"  labels: {labels_text(device['labels'])}")
     typer.echo(
         f"  {inv.get('arch', '?')}, {inv.get('cpu_count', '?')} CPUs, onnxruntime "
         f"{inv.get('onnxruntime_version', '?')}, providers {inv.get('execution_providers', [])}"
@@ -212,7 +223,10 @@ def device_show(
     print_telemetry(data["telemetry"])
     for event in data["events"][:10]:
         mark = "ok" if event.get("ok", True) else "FAIL"
-        typer.echo(f"  event {event['kind']} {event.get('version', '')} {mark} {event['detail']}")
+        typer.echo(
+            f"  event {stamp(event.get('at'))} {event['kind']} {event.get('version', '')} "
+            f"{mark} {event['detail']}"
+        )
 
 
 def print_telemetry(rows: list[dict[str, Any]]) -> None:
@@ -259,26 +273,62 @@ def enroll_token_create(
 def deploy(
     target: Annotated[str, typer.Argument(help="NAME@VERSION to deploy.")],
     to: Annotated[str, typer.Option("--to", help="Label selector, e.g. region=eu,hw=orin-nx.")],
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty", help="Deploy even if no device matches now (only later enrolments)."
+        ),
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until every targeted device serves it.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.0, max=7 * 86400.0, help="Seconds --wait waits.")
+    ] = 600.0,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = "",
     ca_file: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Assign NAME@VERSION to every device matching the selector (and later enrolments)."""
+    """Assign NAME@VERSION to every device matching the selector (and later enrolments).
+
+    Refused while a rollout or federated job is active on any of those devices, and when the
+    selector matches no device (unless --allow-empty). With --wait it reports progress until
+    every targeted device serves the version, and exits 1 naming the stragglers on --timeout.
+    """
+    from edgefleet.cli.lifecycle import wait_for_deployment
+
     name, sep, version = target.partition("@")
     if not sep or not name or not version:
         raise ConfigurationError(f"deploy target {target!r} must be NAME@VERSION")
+    body = {"model": name, "version": version, "selector": to, "allow_empty": allow_empty}
     with _client(server, token, ca_file) as client:
-        result = client.request(
-            "POST", "/deployments", json={"model": name, "version": version, "selector": to}
+        result = client.request("POST", "/deployments", json=body)
+        if as_json:
+            _print_json(result)
+        else:
+            typer.echo(
+                f"deployed {name}@{version} (release {result['release']}) to "
+                f"{len(result['devices'])} device(s) matching {to or 'everything'}"
+            )
+        if not wait:
+            return
+        echo = (lambda _: None) if as_json else typer.echo
+        late = wait_for_deployment(client, result["deployment_id"], timeout, echo=echo)
+    if late:
+        names = ", ".join(
+            f"{p['device_id']} ({p['serving'] or 'nothing'}, "
+            f"{'online' if p['online'] else 'offline'})"
+            for p in late
         )
-    if as_json:
-        _print_json(result)
-        return
-    typer.echo(
-        f"deployed {name}@{version} (release {result['release']}) to "
-        f"{len(result['devices'])} device(s) matching {to or 'everything'}"
-    )
+        typer.echo(
+            f"error: after {timeout:g} s, {len(late)} device(s) do not serve "
+            f"{name}@{version}: {names}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if not as_json:
+        typer.echo(f"every targeted device serves {name}@{version}")
 
 
 def register(app: typer.Typer) -> None:
@@ -287,3 +337,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(device_app, name="device")
     app.add_typer(enroll_token_app, name="enroll-token")
     app.command("deploy")(deploy)
+    from edgefleet.cli import lifecycle  # adds its commands to the device and token groups
+
+    lifecycle.register(app)

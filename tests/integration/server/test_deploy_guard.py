@@ -1,0 +1,118 @@
+"""A deployment never fights a rollout or a federated job, and an empty one spends nothing.
+
+On a real store and registry (SQLite): what a refused deployment would have changed (the
+release counter, the TUF targets, the devices' desired states, the deployment history) is
+checked to be unchanged. The server's automatic rollout decisions land in the audit trail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgefleet.errors import ConflictError
+from edgefleet.server.app import build_context
+from edgefleet.server.context import ServerContext
+from edgefleet.server.init import initialize
+from edgefleet.server.rollout.spec import Gate, RolloutPlan, Stage
+from edgefleet.server.services import rollout_eval, rollouts
+from edgefleet.server.services.registry import deploy, push_model
+from edgefleet.server.settings import load_settings
+
+PLAN = RolloutPlan(
+    (Stage("canary", 0.5, 3600.0), Stage("staged", 1.0)),
+    (Gate("accuracy_delta", ">=", -0.02),),
+    progress_deadline_s=60.0,
+)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, digits_path: Path, echo_path: Path) -> Iterator[ServerContext]:
+    """A control plane's context: devices d1, d2 in region eu on digits@1; @2 and @3 pushed."""
+    initialize(tmp_path / "server")
+    context = build_context(load_settings(tmp_path / "server"))
+    now = time.time()
+    for device in ("d1", "d2"):
+        context.store.create_device(device, f"cred-{device}", {"region": "eu"}, {}, now)
+    for version, path in (("1", digits_path), ("2", echo_path), ("3", digits_path)):
+        push_model(
+            context, path, name="digits", version=version, golden=0, calibration=None, now=now
+        )
+    deploy(context, "digits", "1", {"region": "eu"}, now)
+    try:
+        yield context
+    finally:
+        context.store.close()
+
+
+def snapshot(ctx: ServerContext) -> tuple[object, ...]:
+    """Everything a deployment writes."""
+    return (
+        ctx.store.latest_release("digits"),
+        ctx.store.list_desired_states(["d1", "d2"]),
+        ctx.store.list_deployments(limit=100),
+        ctx.store.get_setting("deployments"),
+    )
+
+
+def test_a_deploy_during_a_rollout_on_the_same_devices_is_refused_naming_it(
+    ctx: ServerContext,
+) -> None:
+    rollout = rollouts.start(ctx, "digits", "2", {"region": "eu"}, PLAN, time.time())
+    before = snapshot(ctx)
+    with pytest.raises(ConflictError, match=rollout.rollout_id) as refused:
+        deploy(ctx, "digits", "1", {"region": "eu"}, time.time())
+    assert "digits@2" in str(refused.value)
+    assert "d1" in str(refused.value)
+    assert snapshot(ctx) == before  # no release spent, no device touched
+    with pytest.raises(ConflictError, match=rollout.rollout_id):
+        deploy(ctx, "digits", "3", {}, time.time())  # a wider selector overlaps too
+    rollouts.command(ctx, rollout.rollout_id, "abort", time.time(), "changed my mind")
+    done = deploy(ctx, "digits", "1", {"region": "eu"}, time.time())
+    assert done.devices == ["d1", "d2"]
+
+
+def test_a_paused_rollout_still_holds_its_devices(ctx: ServerContext) -> None:
+    rollout = rollouts.start(ctx, "digits", "2", {}, PLAN, time.time())
+    rollouts.command(ctx, rollout.rollout_id, "pause", time.time(), "lunch")
+    with pytest.raises(ConflictError, match="paused"):
+        deploy(ctx, "digits", "3", {"region": "eu"}, time.time())
+
+
+def test_a_deploy_to_other_devices_than_the_rollout_is_accepted(ctx: ServerContext) -> None:
+    ctx.store.create_device("d3", "cred-d3", {"region": "us"}, {}, time.time())
+    rollouts.start(ctx, "digits", "2", {"region": "eu"}, PLAN, time.time())
+    assert deploy(ctx, "digits", "3", {"region": "us"}, time.time()).devices == ["d3"]
+
+
+def test_a_deploy_that_matches_no_device_is_refused_and_spends_no_release(
+    ctx: ServerContext,
+) -> None:
+    before = snapshot(ctx)
+    with pytest.raises(ConflictError, match="region=mars matches no device"):
+        deploy(ctx, "digits", "2", {"region": "mars"}, time.time())
+    assert snapshot(ctx) == before
+    asked = deploy(ctx, "digits", "2", {"region": "mars"}, time.time(), allow_empty=True)
+    assert asked.devices == []
+    assert ctx.store.list_deployments(limit=1)[0].selector == {"region": "mars"}
+
+
+def test_a_decommissioned_device_is_not_deployed_to(ctx: ServerContext) -> None:
+    ctx.store.decommission_device("d2", time.time())
+    assert deploy(ctx, "digits", "2", {"region": "eu"}, time.time()).devices == ["d1"]
+
+
+def test_the_servers_automatic_rollout_decisions_are_audited(ctx: ServerContext) -> None:
+    rollout = rollouts.start(ctx, "digits", "2", {}, PLAN, time.time())
+    rollout_eval.evaluate_all(ctx, now=time.time() + PLAN.progress_deadline_s + 1)
+    [entry] = ctx.store.list_audit(limit=10, action="rollout")
+    assert (entry.actor, entry.action, entry.target) == (
+        "server",
+        "rollout.pause",
+        rollout.rollout_id,
+    )
+    assert entry.outcome.startswith("inconclusive for")
+    assert entry.detail == {"model": "digits", "candidate": "2", "stage": 0}
