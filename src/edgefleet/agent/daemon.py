@@ -3,9 +3,10 @@
 Start-up order: the data dir is checked and locked before anything in it is read or written
 (one agent per data dir, :mod:`edgefleet.agent.datadir`); then the model named in
 ``state.json`` is loaded and served, so local apps get answers even while the control plane is
-unreachable; then the device enrols (once) or reuses its credential, and the loops start. Threads: the OIP accept loop, telemetry windows and the
-health watch, and (once enrolled) desired-state pulls, heartbeats, uploads and the retry of
-deferred activations. The local server also answers the update hold (``/agent/v1/hold``).
+unreachable; then the device enrols (once) or reuses its credential, and the loops start.
+Threads: the OIP accept loop, telemetry windows and the health watch, and (once enrolled)
+desired-state pulls, heartbeats, uploads and the retry of deferred activations. The local
+server also answers the update hold (``/agent/v1/hold``).
 
 Stopping (SIGTERM or SIGINT, see :meth:`Agent.run`): the local server stops accepting and lets
 running requests finish, the open telemetry window goes to the spool, threads are joined (a
