@@ -9,7 +9,6 @@ everywhere; ``other`` (another seed) disagrees with it on about 1% of the digits
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -222,7 +221,11 @@ def test_an_ab_experiment_compares_the_arms_and_recommends_without_promoting(
 
     # not applied: each arm keeps its version (desired and served) until an operator acts
     concluded_at = result["timeline"][-1]["at"]
-    time.sleep(2)  # four evaluation intervals
+    later = concluded_at + 2  # four evaluation intervals on
+    wait_for(
+        "traffic served four evaluation intervals after the conclusion",
+        lambda: all(traffic.versions(i, after=later) for i in range(len(ids))),
+    )
     assert status(server, experiment)["timeline"] == result["timeline"]
     desired = [_desired_version(server, d) for d in ids]
     assert {desired[i] for i in arm_a} == {"1"}
