@@ -109,7 +109,8 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
 
     def start(name: str = "server", **overrides: Any) -> LiveServer:
         data_dir = tmp_path / name
-        result = initialize(data_dir)
+        # a database named by the overrides is initialised too (its TUF metadata lives there)
+        result = initialize(data_dir, database_url=overrides.get("database_url"))
         gen = run_server(data_dir, **overrides)
         stack.append(gen)
         url = next(gen)
