@@ -11,7 +11,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # constraints.txt: `make clean && make install CONSTRAINTS=/dev/null`, test, then freeze.
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: help install browser postgres promtool test-under-load demo test lint format pytest bench clean
+.PHONY: help install browser postgres promtool bare-install test-under-load demo test lint format pytest bench clean
 
 help:
 	@echo "make demo    build and serve models, measure edge vs cloud, run a server and 3 agents"
@@ -74,7 +74,12 @@ format: $(STAMP)
 pytest: $(STAMP) browser postgres promtool
 	$(PY) -m pytest -n 2 --dist loadfile
 
-test: lint pytest
+# `pip install edgefleet` with no extras, in a venv of its own: the device commands work, the others
+# name the extra to install.
+bare-install:
+	PYTHON=$(PYTHON) bash scripts/check-bare-install.sh
+
+test: lint pytest bare-install
 
 # The suite must stay green on a busy machine: the same run with a busy loop on every core beside it.
 test-under-load: $(STAMP) browser postgres promtool
