@@ -3,7 +3,9 @@
 The bucketing, quantile and merge logic are the maintained ``ddsketch`` library's. This wrapper
 adds what inference telemetry needs around it: vectorised batch inserts (so the hot path only
 writes into a buffer), exact count, sum, minimum and maximum, and a plain-JSON serialisation so
-sketches from many processes and devices can be merged.
+sketches from many processes and devices can be merged. A batch's bucket keys are computed at
+once and handed to the library only when the sketch is read (or every ``_SETTLE_AT`` values),
+one call per distinct key: the library's per-value Python cost stays off the serving path.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import numpy as np
 from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.mapping import LogarithmicMapping
 from ddsketch.store import DenseStore
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["LatencySketch"]
 
 DEFAULT_RELATIVE_ACCURACY = 0.01
+_SETTLE_AT = 1 << 16  # bucket keys buffered before they are handed to the library
 
 
 class LatencySketch:
@@ -59,6 +62,8 @@ class LatencySketch:
         self.sum = 0.0
         self.min = math.inf
         self.max = -math.inf
+        self._pending: list[NDArray[np.int64]] = []  # bucket keys not yet in the sketch
+        self._pending_n = 0
 
     def add(self, value: float) -> None:
         """Add one value."""
@@ -76,15 +81,26 @@ class LatencySketch:
         if zeros:
             self._sketch.add(0.0, float(zeros))
         if positive.size:
-            keys = np.ceil(np.log(positive) / self._log_gamma).astype(np.int64)
-            unique, counts = np.unique(keys, return_counts=True)
-            for key, weight in zip(unique.tolist(), counts.tolist(), strict=True):
-                # The bucket's representative value maps back to the same bucket.
-                self._sketch.add(self._mapping.value(key), float(weight))
+            self._pending.append(np.ceil(np.log(positive) / self._log_gamma).astype(np.int64))
+            self._pending_n += positive.size
+            if self._pending_n >= _SETTLE_AT:
+                self._settle()
         self.count += int(arr.size)
         self.sum += float(arr.sum())
         self.min = min(self.min, float(arr.min()))
         self.max = max(self.max, float(arr.max()))
+
+    def _settle(self) -> None:
+        """Hand the buffered bucket keys to the library's sketch, one call per distinct key."""
+        if not self._pending:
+            return
+        keys = np.concatenate(self._pending)
+        self._pending = []
+        self._pending_n = 0
+        unique, counts = np.unique(keys, return_counts=True)
+        for key, weight in zip(unique.tolist(), counts.tolist(), strict=True):
+            # The bucket's representative value maps back to the same bucket.
+            self._sketch.add(self._mapping.value(key), float(weight))
 
     def quantile(self, q: float) -> float:
         """Return the value at quantile ``q`` (0 to 1), or NaN when the sketch is empty."""
@@ -92,6 +108,7 @@ class LatencySketch:
             raise ValueError(f"quantile must be between 0 and 1, got {q}")
         if self.count == 0:
             return math.nan
+        self._settle()
         value = self._sketch.get_quantile_value(q)
         if value is None:
             return math.nan
@@ -111,6 +128,8 @@ class LatencySketch:
             )
         if other.count == 0:
             return
+        self._settle()
+        other._settle()
         self._sketch.merge(other._sketch)
         self.count += other.count
         self.sum += other.sum
@@ -122,6 +141,7 @@ class LatencySketch:
         return LatencySketch.from_dict(self.to_dict())
 
     def _bins(self) -> Iterable[tuple[int, float]]:
+        self._settle()
         offset = self._store.offset
         return ((i + offset, c) for i, c in enumerate(self._store.bins) if c)
 

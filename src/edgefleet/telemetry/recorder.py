@@ -91,6 +91,9 @@ class InferenceRecorder:
             self._rows = np.empty((capacity, classes), dtype=np.float32)
             self._row_output = confidence.output
         self._nrows = 0
+        # Per-row maxima of drained rings, folded into the statistics every `capacity` rows.
+        self._maxima = np.empty(capacity if self._rows is not None else 0, dtype=np.float32)
+        self._nmaxima = 0
         self._pending_conf: list[NDArray[np.floating]] = []
         self._rings: weakref.WeakSet[RowRing] = weakref.WeakSet()
         self._reset_totals()
@@ -133,11 +136,26 @@ class InferenceRecorder:
             ring.consumed = ring.written = 0
 
     def _drain(self, ring: RowRing) -> None:
+        """Reduce a ring's written rows to their maxima, kept in a buffer folded in batches."""
         written = ring.written
         if written > ring.consumed:
             rows = ring.rows[ring.consumed : written]
-            self._confidence.add_many(rows.reshape(-1, rows.shape[-1]).max(axis=1))
+            flat = rows.reshape(-1, rows.shape[-1])
+            buf, n, m = self._maxima, self._nmaxima, flat.shape[0]
+            if n + m > len(buf):
+                self._fold_maxima()
+                n = 0
+            if m > len(buf):
+                self._confidence.add_many(flat.max(axis=1))
+            else:
+                np.max(flat, axis=1, out=buf[n : n + m])
+                self._nmaxima = n + m
             ring.consumed = written
+
+    def _fold_maxima(self) -> None:
+        if self._nmaxima:
+            self._confidence.add_many(self._maxima[: self._nmaxima])
+            self._nmaxima = 0
 
     def record(
         self,
@@ -208,6 +226,7 @@ class InferenceRecorder:
         self._flush_rows()
         for ring in list(self._rings):
             self._drain(ring)
+        self._fold_maxima()
         for values in self._pending_conf:
             self._confidence.add_many(values)
         self._pending_conf.clear()

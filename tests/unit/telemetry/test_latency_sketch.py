@@ -128,3 +128,20 @@ def test_from_dict_rejects_inconsistent_data(mutate: object, message: str) -> No
     mutate(data)  # type: ignore[operator]
     with pytest.raises(ValueError, match=message):
         LatencySketch.from_dict(data)
+
+
+def test_batches_buffered_before_a_read_give_the_same_sketch_as_settled_ones() -> None:
+    rng = np.random.default_rng(3)
+    batches = [rng.lognormal(-9, 1, size=n) for n in (1, 1000, 70_000, 5)]  # one past settling
+    buffered, settled = LatencySketch(), LatencySketch()
+    for batch in batches:
+        buffered.add_many(batch)
+        settled.add_many(batch)
+        settled.quantile(0.5)  # a read hands every buffered key to the sketch
+    assert buffered.to_dict() == settled.to_dict()
+    other = LatencySketch()
+    other.add_many(batches[1])  # still buffered when merged
+    buffered.merge(other)
+    settled.merge(LatencySketch.from_dict(other.to_dict()))
+    assert buffered.to_dict() == settled.to_dict()
+    assert buffered.quantile(0.99) == settled.quantile(0.99)

@@ -80,3 +80,23 @@ def test_the_buckets_are_fixed_and_increasing() -> None:
     assert LatencyHistogram().bounds == LATENCY_BUCKETS_SECONDS
     with pytest.raises(ValueError, match="increasing"):
         LatencyHistogram((0.1, 0.01))
+
+
+def test_rows_written_into_rings_are_counted_exactly_across_many_fills() -> None:
+    rec = InferenceRecorder("m", "1", MaxProbability("p"), classes=4, capacity=32)
+    ring = rec.ring_for("p", (3, 4))
+    assert ring is not None
+    rng = np.random.default_rng(1)
+    maxima = []
+    for _ in range(50):  # 50 calls of 3 rows: several ring fills and maxima-buffer folds
+        rows = rng.dirichlet(np.ones(4), size=3).astype(np.float32)
+        ring.rows[ring.written] = rows
+        maxima.extend(rows.max(axis=1).tolist())
+        ring.written += 1
+        rec.record(1_000, {}, in_ring=True)
+        if ring.written == len(ring.rows):
+            rec.ring_full(ring)
+    snap = rec.snapshot()
+    assert snap.confidence.count == 150 == rec.totals().confidence.count
+    assert snap.confidence.mean == pytest.approx(np.mean(maxima), rel=1e-6)
+    assert snap.confidence.max == pytest.approx(max(maxima))
