@@ -154,22 +154,33 @@ class AuditTrail:
             return
         status = 500
         body = bytearray()
+        recorded = False
+
+        async def record() -> None:
+            nonlocal recorded
+            route = scope.get("route")
+            ctx = getattr(scope["app"].state, "ctx", None)
+            if not recorded and route is not None and ctx is not None:
+                recorded = True
+                await run_in_threadpool(self._record, ctx, scope, route.path, status, bytes(body))
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-            elif message["type"] == "http.response.body" and status >= 400:
-                body.extend(message.get("body", b"")[: _MAX_ERROR_BODY - len(body)])
+            elif message["type"] == "http.response.body":
+                if status >= 400:
+                    body.extend(message.get("body", b"")[: _MAX_ERROR_BODY - len(body)])
+                if not message.get("more_body", False):
+                    # stored before the client has the whole answer: a client that reads the
+                    # trail right after its action finds it there
+                    await record()
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = scope.get("route")
-            ctx = getattr(scope["app"].state, "ctx", None)
-            if route is not None and ctx is not None:
-                await run_in_threadpool(self._record, ctx, scope, route.path, status, bytes(body))
+            await record()  # an action that failed before it answered
 
     @staticmethod
     def _record(ctx: ServerContext, scope: Scope, template: str, status: int, body: bytes) -> None:
