@@ -9,8 +9,9 @@ An :class:`~edgefleet.protocol.v1.FLAssignment` arrives in the signed desired st
 3. trains it with the task on this device's data (``EDGEFLEET_FL_PARTITION``), which never
    leaves the device;
 4. clips and noises the delta when the job asks for differential privacy on the device, then
-   encodes ``trained - global`` with the round's codec, whose state (error-feedback residuals,
-   momentum, the warm-up counter) lives in ``<data dir>/fl/<job>/codec.state``;
+   encodes ``trained - global`` with the round's codec for the assignment's round (DGC's
+   warm-up follows the job's round, not how often this device took part), whose state
+   (error-feedback residuals, momentum) lives in ``<data dir>/fl/<job>/codec.state``;
 5. uploads the payload, retrying network failures until the round's deadline, and only once
    the server took it stores the codec's new state and notes the round as done.
 
@@ -44,6 +45,7 @@ from edgefleet.federated import (
     TrainConfig,
     Vector,
     codec_from_spec,
+    encode_for_round,
     get_params,
     load_task,
     model_hash,
@@ -214,7 +216,7 @@ class FLWorker:
                 codec.load_state(state_path.read_bytes())
             except ValueError as exc:
                 log.warning("ignoring unreadable codec state %s: %s", state_path, exc)
-        payload = codec.encode(delta)
+        payload = encode_for_round(codec, a.round, delta)  # the simulation's rule too
         train_s = time.monotonic() - started
         sent = self._upload(a, payload, max(1, examples), metrics)
         if sent is None:

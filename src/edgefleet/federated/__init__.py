@@ -28,6 +28,7 @@ from edgefleet.federated.compression import (
     decode_update,
     downlink_for,
     encode_downlink,
+    encode_for_round,
     model_hash,
 )
 from edgefleet.federated.compression import from_spec as codec_from_spec
@@ -107,6 +108,7 @@ __all__ = [
     "decode_update",
     "downlink_for",
     "encode_downlink",
+    "encode_for_round",
     "flatten",
     "get_params",
     "layout_of",

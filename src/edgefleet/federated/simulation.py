@@ -2,7 +2,7 @@
 
 Each simulated device holds a shard of the task's training data (from
 :mod:`~edgefleet.federated.partition`) and its own codec, whose state (error-feedback residual,
-momentum, round counter) persists across the rounds it takes part in, as it does on a real
+momentum) persists across the rounds it takes part in, as it does on a real
 device's disk. A round:
 
 1. samples ``per_round`` devices (seeded);
@@ -14,7 +14,8 @@ device's disk. A round:
    update and the device keeps the codec state it had before the round, as a device whose
    upload was refused does;
 4. every other device trains from the model it holds, encodes its update (the delta) with its
-   codec, and the server decodes it;
+   codec for the round (:func:`~edgefleet.federated.compression.encode_for_round`, as an agent
+   does: DGC's warm-up follows the job's round), and the server decodes it;
 5. the strategy aggregates the decoded updates (no update: the model stays), and the new global
    model is evaluated on the task's held-out data.
 
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from edgefleet.federated.compression import encode_downlink
+from edgefleet.federated.compression import encode_downlink, encode_for_round
 from edgefleet.federated.compression import from_spec as codec_from_spec
 from edgefleet.federated.params import Vector
 from edgefleet.federated.partition import from_spec as partition_from_spec
@@ -161,7 +162,7 @@ def run_client(task: Task, data: Dataset, job: ClientJob) -> ClientReport:
     delta = get_params(model)[0] - job.model
     codec = codec_from_spec(job.codec_spec)
     codec.load_state(job.codec_state)
-    payload = codec.encode(delta)
+    payload = encode_for_round(codec, job.round, delta)
     return ClientReport(job.device, payload, num_examples, codec.state_bytes())
 
 

@@ -30,7 +30,12 @@ True
 
 from __future__ import annotations
 
-from edgefleet.federated.compression.base import Codec, CodecSpecError, PayloadError
+from edgefleet.federated.compression.base import (
+    Codec,
+    CodecSpecError,
+    PayloadError,
+    encode_for_round,
+)
 from edgefleet.federated.compression.dense import DenseCodec
 from edgefleet.federated.compression.dgc import (
     DGCCodec,
@@ -68,6 +73,7 @@ __all__ = [
     "decode_update",
     "downlink_for",
     "encode_downlink",
+    "encode_for_round",
     "from_spec",
     "kept_count",
     "model_hash",

@@ -44,6 +44,8 @@ __all__ = [
     "CodecSpecError",
     "PayloadError",
     "as_update",
+    "check_round",
+    "encode_for_round",
     "fp16_error",
 ]
 
@@ -98,6 +100,39 @@ def fp16_error(max_abs: float) -> float:
     return max_abs * 2.0**-11 + 2.0**-25
 
 
+def check_round(round_: int) -> int:
+    """``round_`` if it is a job's round number (an integer from 1), else ``ValueError``.
+
+    >>> check_round(3)
+    3
+    >>> check_round(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: a job's round is an integer from 1, got 0
+    """
+    if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
+        raise ValueError(f"a job's round is an integer from 1, got {round_!r}")
+    return round_
+
+
+def encode_for_round(codec: Codec, round_: int, update: Vector) -> bytes:
+    """A device's payload for round ``round_`` (from 1) of a job: the rule devices share.
+
+    The agent and the simulation both encode through this function, so a codec's schedule
+    over rounds (DGC's warm-up) follows the job's round number in both, never how many updates
+    one device happened to send.
+
+    >>> import numpy as np
+    >>> from edgefleet.federated.compression import from_spec
+    >>> codec = from_spec("dgc:0.999")
+    >>> payload = encode_for_round(codec, 10, np.ones(5000, np.float32))
+    >>> int(np.count_nonzero(codec.decode(payload, 5000)))  # round 10: past the warm-up
+    5
+    """
+    codec.start_round(round_)
+    return codec.encode(update)
+
+
 class Codec(ABC):
     """Encodes float32 update vectors to bytes and back, within a stated error.
 
@@ -123,6 +158,14 @@ class Codec(ABC):
     def target(self, update: Vector) -> Vector:
         """What ``encode(update)`` would try to send: ``update`` itself for stateless codecs."""
         return as_update(update)
+
+    def start_round(self, round_: int) -> None:
+        """Say which round of the job (from 1) the next ``encode`` is for.
+
+        Codecs with a schedule over the job's rounds (DGC's warm-up) follow it; the others
+        ignore it. A device knows the round from its assignment, the simulation from its loop.
+        """
+        check_round(round_)
 
     @abstractmethod
     def error_bound(self, update: Vector) -> float:

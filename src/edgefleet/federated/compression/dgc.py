@@ -15,7 +15,17 @@ and the codec, holding a velocity ``u`` and an accumulator ``v`` per parameter:
 shrinking by the same factor each round, ``density(r) = (1 - target) ** ((r + 1) / (warmup +
 1))``, and round ``warmup`` (counting from 0) reaches the target. With target 0.999 and
 ``warmup=4`` that is 74.9%, 93.7%, 98.4%, 99.6%, then 99.9%: the paper's 75% -> 93.75% -> 98.4%
--> 99.6% -> 99.9%. Rounds are counted per device, from a fresh state.
+-> 99.6% -> 99.9%.
+
+The warm-up follows the **job's round**: before each update the device (or the simulation) calls
+``start_round(r)`` with the round ``r`` of its assignment (from 1), and round ``r`` uses the
+sparsity of step ``r - 1``. Every device of a job is at the same sparsity in the same round, a
+device that first takes part in round 10 sends at the target at once, and the bytes of a job do
+not depend on how often each device is picked or drops out. Counting each device's own updates
+instead made a device that takes part in half of 30 rounds spend 4 of its 15 updates warming up,
+and a 30-round job send 64x fewer bytes than dense float32 rather than 100x. A codec never told
+the round (a library user encoding a stream of updates) counts its own encodes from a fresh
+state.
 
 **Threshold by sampling**: instead of a full selection over all ``n`` magnitudes, the threshold
 is estimated from a random sample (``sample`` of the vector, at least enough for 256 expected
@@ -47,10 +57,23 @@ Examples
 [0.7488, 0.9369, 0.9842, 0.996, 0.999, 0.999]
 >>> codec = DGCCodec(sparsity=0.999, momentum=0.9, clip=10.0, warmup=4)
 >>> rng = np.random.default_rng(0)
->>> def sent(update):
+>>> def sent(codec, update):
 ...     return int(np.count_nonzero(codec.decode(codec.encode(update), update.size)))
->>> [sent(rng.normal(size=100_000).astype(np.float32)) for _ in range(6)]
+>>> [sent(codec, rng.normal(size=100_000).astype(np.float32)) for _ in range(6)]
 [25119, 6310, 1585, 398, 100, 100]
+
+A device that first takes part in round 10 of a job sends at the target at once; in round 2
+every device sends what the job's second warm-up step allows, whatever its own history:
+
+>>> late, early = DGCCodec(sparsity=0.999), DGCCodec(sparsity=0.999)
+>>> late.start_round(10); early.start_round(2)
+>>> sent(late, rng.normal(size=100_000).astype(np.float32))
+100
+>>> sent(early, rng.normal(size=100_000).astype(np.float32))
+6310
+
+The state restores exactly:
+
 >>> restored = DGCCodec(sparsity=0.999, momentum=0.9, clip=10.0, warmup=4)
 >>> restored.load_state(codec.state_bytes())
 >>> update = rng.normal(size=100_000).astype(np.float32)
@@ -68,7 +91,7 @@ import numpy.typing as npt
 
 from edgefleet.federated.compression import wire
 from edgefleet.federated.compression._state import pack_state, unpack_state
-from edgefleet.federated.compression.base import Codec, as_update, fp16_error
+from edgefleet.federated.compression.base import Codec, as_update, check_round, fp16_error
 from edgefleet.federated.compression.topk import (
     check_sparsity,
     kept_count,
@@ -223,11 +246,21 @@ class DGCCodec(Codec):
         self._velocity: Vector | None = None
         self._accumulator: Vector | None = None
         self._round = 0
+        self._job_round: int | None = None
 
     @property
     def round(self) -> int:
-        """Rounds encoded since the state was fresh (sets the warm-up sparsity)."""
+        """Rounds encoded since the state was fresh (seeds the sampling)."""
         return self._round
+
+    @property
+    def job_round(self) -> int | None:
+        """The job's round set by ``start_round`` (sets the warm-up); None until then."""
+        return self._job_round
+
+    def start_round(self, round_: int) -> None:
+        """The next ``encode`` is for round ``round_`` of the job (from 1): its warm-up step."""
+        self._job_round = check_round(round_)
 
     @property
     def velocity(self) -> Vector:
@@ -240,8 +273,9 @@ class DGCCodec(Codec):
         return np.zeros(0, np.float32) if self._accumulator is None else self._accumulator.copy()
 
     def current_sparsity(self) -> float:
-        """The sparsity the next ``encode`` uses."""
-        return warmup_sparsity(self._round, self.sparsity, self.warmup)
+        """The sparsity the next ``encode`` uses: the job round's warm-up step, if known."""
+        step = self._round if self._job_round is None else self._job_round - 1
+        return warmup_sparsity(step, self.sparsity, self.warmup)
 
     def _clipped(self, update: Vector) -> Vector:
         g = as_update(update)
