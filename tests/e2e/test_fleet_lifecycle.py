@@ -93,3 +93,47 @@ def test_a_decommissioned_agent_is_refused_and_its_history_stays(
         assert dev not in [d["device_id"] for d in listed]
         trail = cli(server, "audit", "--action", "devices")
         assert f"devices.decommission  {dev}" in trail.stdout
+        logged = [ln for ln in server.log_path.read_text().splitlines() if "edgefleet.audit" in ln]
+        assert any(
+            f"actor=init action=devices.decommission target={dev} outcome=ok" in ln for ln in logged
+        ), logged
+
+
+def test_the_server_logs_each_audited_action_as_one_json_line(tmp_path: Path) -> None:
+    with ServerProcess.start(tmp_path / "server", extra=("--log-format", "json")) as server:
+        refused = cli(server, "deploy", "nope@1", "--to", "region=eu")
+        assert refused.returncode == 9, refused.stderr  # not in the registry
+
+        def audit_lines() -> list[dict[str, object]]:
+            lines = server.log_path.read_text().splitlines()
+            parsed = [json.loads(line) for line in lines if line.startswith("{")]
+            return [line for line in parsed if line.get("logger") == "edgefleet.audit"]
+
+        wait_for("the audit line", lambda: bool(audit_lines()))
+        [line] = audit_lines()
+    assert line["actor"] == "init"
+    assert line["action"] == "deployments.create"
+    assert line["target"] == "nope@1 to region=eu"
+    assert str(line["outcome"]).startswith("refused 404")
+    assert line["level"] == "info"
+
+
+def test_an_unknown_log_format_is_a_usage_error(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgefleet",
+            "server",
+            "--data-dir",
+            str(tmp_path),
+            "--log-format",
+            "xml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "--log-format 'xml'" in bad.stderr

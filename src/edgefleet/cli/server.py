@@ -48,6 +48,14 @@ def serve(
             help="Relay: an operator token of the upstream (to read jobs, send aggregates).",
         ),
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Log lines: text, or json (one JSON object per line; audit entries carry their "
+            "fields) [default: text; env EDGEFLEET_LOG_FORMAT].",
+        ),
+    ] = None,
 ) -> None:
     """Serve the control plane from DATA_DIR (migrations run first), or a regional relay.
 
@@ -74,9 +82,19 @@ def serve(
         fail("--data-dir is required (create one with `edgefleet server init`)", EXIT_USAGE)
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together", EXIT_USAGE)
+    if log_format is not None and log_format not in ("text", "json"):
+        fail(f"--log-format {log_format!r} must be text or json", EXIT_USAGE)
     settings = load_settings(
-        data_dir, host=host, port=port, tls_certfile=tls_cert, tls_keyfile=tls_key
+        data_dir,
+        host=host,
+        port=port,
+        tls_certfile=tls_cert,
+        tls_keyfile=tls_key,
+        log_format=log_format,
     )
+    from edgefleet.server.logs import configure_logging
+
+    configure_logging(settings.log_format)
     try:
         run(settings, announce=lambda line: typer.echo(line, err=True))
     except OSError as exc:
