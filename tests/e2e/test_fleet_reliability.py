@@ -72,6 +72,7 @@ def check_models_dir(agent: AgentProcess, known: dict[str, str]) -> None:
     assert sha256_of(path) == known[active["version"]], "the active file fails its hash"
 
 
+@pytest.mark.timeout(900)  # about 2 minutes on an idle 2-core machine; far longer under load
 def test_sigkill_during_updates_always_restarts_on_a_verified_model(
     tmp_path: Path, stack: ExitStack, digits_path: Path, echo_path: Path
 ) -> None:
