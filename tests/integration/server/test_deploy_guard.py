@@ -21,6 +21,7 @@ from edgefleet.server.rollout.spec import Gate, RolloutPlan, Stage
 from edgefleet.server.services import rollout_eval, rollouts
 from edgefleet.server.services.registry import deploy, push_model
 from edgefleet.server.settings import load_settings
+from edgefleet.server.store import FLJobRow
 
 PLAN = RolloutPlan(
     (Stage("canary", 0.5, 3600.0), Stage("staged", 1.0)),
@@ -86,6 +87,38 @@ def test_a_deploy_to_other_devices_than_the_rollout_is_accepted(ctx: ServerConte
     ctx.store.create_device("d3", "cred-d3", {"region": "us"}, {}, time.time())
     rollouts.start(ctx, "digits", "2", {"region": "eu"}, PLAN, time.time())
     assert deploy(ctx, "digits", "3", {"region": "us"}, time.time()).devices == ["d3"]
+
+
+def test_a_deploy_during_a_federated_job_on_the_same_devices_is_refused_naming_it(
+    ctx: ServerContext,
+) -> None:
+    now = time.time()
+    job = ctx.store.create_fl_job(
+        FLJobRow(
+            job_id="fl-000001",
+            model="digits",
+            base_version="1",
+            task="digits",
+            selector={"region": "eu"},
+            config={},
+            state="running",
+            round=0,
+            model_sha256="0" * 64,
+            strategy_state={},
+            privacy_state={},
+            result_version=None,
+            reason="",
+            revision=1,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    before = snapshot(ctx)
+    with pytest.raises(ConflictError, match="federated job fl-000001"):
+        deploy(ctx, "digits", "2", {}, time.time())
+    assert snapshot(ctx) == before
+    ctx.store.update_fl_job(job.job_id, job.revision, now, {"state": "cancelled"})
+    assert deploy(ctx, "digits", "2", {}, time.time()).devices == ["d1", "d2"]
 
 
 def test_a_deploy_that_matches_no_device_is_refused_and_spends_no_release(
