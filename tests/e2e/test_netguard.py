@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from edgefleet.testing.postgres import PostgresServer
+from edgefleet.testing.pytest_postgres import postgres_server  # noqa: F401 (used by name)
 from tests.e2e.netguard import GUARD_DIR, LOG_VARIABLE, guarded_env, report
 
 # Local traffic first; then a hook added after the guard's refuses every socket operation, so
@@ -74,6 +76,30 @@ def test_off_machine_lookups_and_connections_are_recorded_and_loopback_is_not(
     assert "phone-home.example:443" in message
     assert "192.0.2.1:9" in message
     assert f"pid {entries[0]['pid']}" in message
+
+
+def test_postgresql_over_its_unix_socket_and_loopback_is_allowed(
+    tmp_path: Path,
+    postgres_server: PostgresServer,  # noqa: F811 (the fixture)
+) -> None:
+    log = tmp_path / "net.jsonl"
+    env = {**os.environ, **guarded_env(log, os.environ.get("PYTHONPATH"))}
+    server = postgres_server
+    child = textwrap.dedent(
+        f"""
+        import psycopg
+
+        for host in ({str(server.socket_dir)!r}, "127.0.0.1", "localhost"):
+            dsn = f"host={{host}} port={server.port} user={server.user} dbname=edgefleet"
+            with psycopg.connect(dsn, connect_timeout=30) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert report(log) is None
 
 
 def test_a_clean_log_fails_nothing(tmp_path: Path) -> None:
