@@ -223,7 +223,9 @@ def test_metrics(server: tuple[HTTPServer, InferenceService]) -> None:
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain")
     assert 'edgefleet_requests_total{model="digits",version="2",outcome="success"}' in text
-    assert 'edgefleet_inference_latency_seconds_bucket{model="digits",version="2",le="+Inf"}' in text
+    assert (
+        'edgefleet_inference_latency_seconds_bucket{model="digits",version="2",le="+Inf"}' in text
+    )
     assert 'edgefleet_confidence_mean{model="digits",version="2"}' in text
 
 
