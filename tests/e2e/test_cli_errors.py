@@ -2,7 +2,8 @@
 
 The operator CLI runs as a real subprocess against a real `edgefleet server`; the codes a
 healthy server is hard to make send (an incompatible model, a failed verification, a failed
-store) come from a real HTTP server on loopback that answers with exactly that error body.
+store) come from a real HTTP server on loopback that answers with exactly that error body. The
+server's own messages about uploads are in tests/integration/server/test_upload_names.py.
 """
 
 from __future__ import annotations
@@ -128,36 +129,6 @@ def test_a_calibration_file_that_is_not_an_npz_says_so_and_never_mentions_pickle
     assert str(calibration) in result.stderr
     assert says in result.stderr
     assert "pickle" not in result.stderr
-
-
-@pytest.mark.parametrize(
-    ("make", "says"),
-    [
-        (_npy, "is a single .npy array"),
-        (_text, "is not an .npz file"),
-        (_objects, "holds Python objects"),
-    ],
-)
-def test_the_server_names_the_uploaded_calibration_file_and_never_mentions_pickles(
-    server: ServerProcess, digits_path: Path, tmp_path: Path, make: object, says: str
-) -> None:
-    assert callable(make)
-    calibration = make(tmp_path / "labels.data")
-    with server.client() as client, digits_path.open("rb") as model, calibration.open("rb") as c:
-        response = client.post(
-            "/models",
-            data={"name": "digits-raw"},
-            files={
-                "file": ("digits.onnx", model, "application/octet-stream"),
-                "calibration": ("my labels.data", c, "application/octet-stream"),
-            },
-        )
-    assert response.status_code == 400
-    body = response.json()
-    assert body["code"] == "config.invalid"
-    assert "my labels.data" in body["error"]
-    assert says in body["error"]
-    assert "pickle" not in body["error"]
 
 
 def test_not_found_and_conflict_have_their_own_exit_codes(
