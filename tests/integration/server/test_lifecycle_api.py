@@ -184,6 +184,8 @@ def test_operator_actions_are_audited_with_actor_target_and_outcome(
     device = live.enroll({"region": "eu"})
     push(live, digits_path)
     with live.operator() as op:
+        [token] = op.get("/enroll-tokens").json()
+        token_id = token["id"]
         op.post("/deployments", json={"model": "digits", "version": "1", "selector": "region=eu"})
         op.post("/deployments", json={"model": "digits", "version": "1", "selector": "region=us"})
         op.post(f"/devices/{device['device_id']}/decommission")
@@ -195,10 +197,11 @@ def test_operator_actions_are_audited_with_actor_target_and_outcome(
         ("init", "devices.decommission", device["device_id"], "ok"),
         ("init", "deployments.create", "digits@1 to region=us", "refused 409"),
         ("init", "deployments.create", "digits@1 to region=eu", "ok"),
-        ("init", "models.create", "", "ok"),
-        ("init", "enroll-tokens.create", "", "ok"),
+        ("init", "models.create", "digits@1", "ok"),
+        ("init", "enroll-tokens.create", str(token_id), "ok"),
     ]
     assert "matches no device" in entries[1]["outcome"]
+    assert all("efe_" not in str(e) for e in entries)  # the token's secret is never recorded
     assert older["next_before"] is None
 
 

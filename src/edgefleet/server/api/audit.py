@@ -35,7 +35,9 @@ Ctx = Annotated[ServerContext, Depends(context)]
 
 _VERBS = {"POST": "create", "PUT": "set", "PATCH": "update", "DELETE": "delete"}
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
-_MAX_ERROR_BODY = 4096
+_MAX_BODY = 4096
+"""How much of an answer is kept to read the error, or the id of what was created, from."""
+_ID_KEYS = ("rollout_id", "job_id", "device_id", "deployment_id", "id")
 
 
 class AuditEntry(BaseModel):
@@ -169,8 +171,7 @@ class AuditTrail:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
             elif message["type"] == "http.response.body":
-                if status >= 400:
-                    body.extend(message.get("body", b"")[: _MAX_ERROR_BODY - len(body)])
+                body.extend(message.get("body", b"")[: max(0, _MAX_BODY - len(body))])
                 if not message.get("more_body", False):
                     # stored before the client has the whole answer: a client that reads the
                     # trail right after its action finds it there
@@ -186,7 +187,7 @@ class AuditTrail:
     def _record(ctx: ServerContext, scope: Scope, template: str, status: int, body: bytes) -> None:
         action, target = action_name(scope["method"], template, scope.get("path_params", {}))
         state = scope.get("state") or {}
-        target = str(state.get("audit_target") or target)
+        target = str(state.get("audit_target") or target or _created(body))
         outcome = "ok" if status < 400 else f"refused {status}{_error(body)}"
         try:
             audit.record(
@@ -199,6 +200,33 @@ class AuditTrail:
             )
         except EdgefleetError as exc:
             audit.log.error("storing the audit entry of %s failed: %s", action, exc)
+
+
+def _created(body: bytes) -> str:
+    """The id (or ``name@version``) of what a successful answer describes, else ``""``.
+
+    Only id fields are read: an answer that carries a secret (a new token) never reaches the log.
+
+    >>> _created(b'{"rollout_id": "ro-1", "state": "running"}')
+    'ro-1'
+    >>> _created(b'{"created": true, "model": {"name": "digits", "version": "2"}}')
+    'digits@2'
+    >>> _created(b'{"token": "efe_secret", "id": 7}')
+    '7'
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    for key in _ID_KEYS:
+        if isinstance(data.get(key), str | int) and not isinstance(data.get(key), bool):
+            return str(data[key])
+    model = data.get("model")
+    if isinstance(model, dict) and {"name", "version"} <= model.keys():
+        return f"{model['name']}@{model['version']}"
+    return ""
 
 
 def _error(body: bytes) -> str:
