@@ -23,7 +23,7 @@ from edgefleet.cli.fleet import (
 )
 from edgefleet.errors import ConfigurationError
 
-__all__ = ["parse_target", "policy_app", "print_status", "rollout_app"]
+__all__ = ["parse_target", "policy_app", "print_status", "rollout_app", "stage_label"]
 
 rollout_app = typer.Typer(
     help="Staged rollouts and A/B experiments gated on model quality, with automatic rollback.",
@@ -89,6 +89,13 @@ def start(
     auto_promote: Annotated[
         bool, typer.Option(help="A/B: act on the recommendation at the end.")
     ] = False,
+    allow_small_cohorts: Annotated[
+        bool,
+        typer.Option(
+            help="Start even when a stage's cohort, on the devices selected now, is smaller "
+            "than a gate's min_devices (that stage then waits for more devices)."
+        ),
+    ] = False,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = "",
     ca_file: CaOpt = None,
@@ -107,6 +114,8 @@ def start(
         body["progress_deadline"] = progress_deadline
     if ab is not None:
         body.update(ab_share=ab, ab_duration=duration, auto_promote=auto_promote)
+    if allow_small_cohorts:
+        body["allow_small_cohorts"] = True
     with _client(server, token, ca_file) as client:
         result = client.request("POST", "/rollouts", json=body)
     if as_json:
@@ -116,6 +125,9 @@ def start(
         f"started {result['rollout_id']}: {name} {result['previous']['version']} -> "
         f"{version} on {result['devices']['targeted']} device(s)"
     )
+    for event in result["timeline"]:
+        if event["kind"] == "started" and event.get("warning"):
+            typer.echo(f"warning: {event['warning']}", err=True)
     print_status(result)
 
 
@@ -157,7 +169,7 @@ def list_rollouts(
                 r["model"],
                 f"{r['previous']} -> {r['candidate']}",
                 r["state"],
-                str(r["stage"]),
+                stage_label(r["stage"], r.get("stages", 0)),
                 r["reason"][:60],
             ]
             for r in rows
@@ -198,6 +210,18 @@ def _when(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%H:%M:%S")
 
 
+def stage_label(index: int, stages: int) -> str:
+    """How every command shows a stage: numbered from 1, out of the plan's stages.
+
+    The operator API's ``stage`` fields are indexes into ``plan.stages`` (from 0); an A/B
+    experiment has no stages.
+
+    >>> stage_label(0, 4), stage_label(3, 4), stage_label(0, 0)
+    ('1/4', '4/4', '-')
+    """
+    return f"{index + 1}/{stages}" if stages else "-"
+
+
 def _value(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
@@ -209,7 +233,7 @@ def print_status(
     plan = result["plan"]
     stages = plan.get("stages", [])
     where = (
-        f"stage {result['stage'] + 1}/{len(stages)} "
+        f"stage {stage_label(result['stage'], len(stages))} "
         f"({stages[result['stage']]['kind']} {stages[result['stage']]['share']:.0%})"
         if stages
         else "A/B experiment"
@@ -257,6 +281,8 @@ def print_status(
     echo("timeline:")
     for event in result["timeline"]:
         extra = {k: v for k, v in event.items() if k not in ("at", "kind", "gates")}
+        if "stage" in extra:
+            extra["stage"] = stage_label(int(extra["stage"]), len(stages))
         shown = ", ".join(f"{k}={v}" for k, v in extra.items())
         echo(f"  {_when(event['at'])}  {event['kind']:<11} {shown}")
 

@@ -61,6 +61,10 @@ class RolloutRequest(BaseModel):
     ab_duration: Text | None = Field(default=None, description="A/B: how long it runs, e.g. 2h")
     auto_promote: bool = False
     plan: dict[str, Any] | None = None
+    allow_small_cohorts: bool = Field(
+        default=False,
+        description="Start even if a stage's cohort is smaller than a gate's min_devices now.",
+    )
 
 
 class ActionRequest(BaseModel):
@@ -108,7 +112,15 @@ def start_rollout(ctx: Ctx, _: CurrentOperator, body: RolloutRequest) -> dict[st
     """Start a rollout or an A/B experiment; returns its status."""
     now = time.time()
     plan = _plan(body)
-    row = rollouts.start(ctx, body.model, body.version, parse_selector(body.selector), plan, now)
+    row = rollouts.start(
+        ctx,
+        body.model,
+        body.version,
+        parse_selector(body.selector),
+        plan,
+        now,
+        allow_small_cohorts=body.allow_small_cohorts,
+    )
     return rollouts.status(ctx, row.rollout_id, now)
 
 
@@ -124,6 +136,7 @@ def list_rollouts(ctx: Ctx, _: CurrentOperator) -> list[dict[str, Any]]:
             "previous": r.previous["version"],
             "state": r.state,
             "stage": r.stage,
+            "stages": len(r.plan.get("stages", [])),
             "reason": r.reason,
             "created_at": r.created_at,
         }

@@ -15,6 +15,7 @@ from typing import Any
 from edgefleet.errors import ConfigurationError, ConflictError, NotFoundError
 from edgefleet.protocol.labels import check_labels
 from edgefleet.server.context import ServerContext
+from edgefleet.server.rollout.feasibility import describe_shortfalls, shortfalls
 from edgefleet.server.rollout.plan import (
     check_every_stage_is_judged,
     experiment_to_json,
@@ -26,7 +27,7 @@ from edgefleet.server.services import rollout_effects as fx
 from edgefleet.server.services.registry import desired_model, ensure_release
 from edgefleet.server.services.rollout_eval import end, evaluate
 from edgefleet.server.store.rollouts import ACTIVE_STATES
-from edgefleet.server.store.rows import RolloutRow
+from edgefleet.server.store.rows import DeviceRow, RolloutRow
 
 __all__ = ["command", "start", "status"]
 
@@ -47,8 +48,15 @@ def start(
     selector: dict[str, str],
     plan: RolloutPlan | ExperimentPlan,
     now: float,
+    *,
+    allow_small_cohorts: bool = False,
 ) -> RolloutRow:
     """Start rolling ``name@version`` out to the devices matching ``selector``.
+
+    A plan with a stage whose cohort, on the devices selected now, is smaller than a gate's
+    ``min_devices`` could never advance past it: it is refused, unless ``allow_small_cohorts``
+    (more devices may be enrolled before the stage is reached); the ``started`` event then
+    carries the numbers as a ``warning``.
 
     Raises
     ------
@@ -59,7 +67,8 @@ def start(
         the plan has no gate that applies to it.
     ConflictError
         No targeted device runs a version of ``name`` yet (deploy one first), the devices
-        run different versions, or another rollout of ``name`` is active.
+        run different versions, another rollout of ``name`` is active, or (unless
+        ``allow_small_cohorts``) a stage's cohort is smaller than a gate's ``min_devices``.
     """
     check_labels(selector)
     if isinstance(plan, RolloutPlan):
@@ -77,6 +86,7 @@ def start(
     devices = ctx.store.list_devices(selector)
     if not devices:
         raise ConfigurationError(f"selector {_show(selector)} matches no enrolled device")
+    warning = _small_cohorts(plan, devices, allow=allow_small_cohorts)
     states = ctx.store.list_desired_states([d.device_id for d in devices])
     running = Counter(
         (s.model["version"], s.model["release"])
@@ -134,12 +144,33 @@ def start(
             "previous": f"{name}@{prev_version} (release {prev_release})",
             "devices": len(devices),
             "plan": described,
+            **({"warning": warning} if warning else {}),
         },
     )
     try:
         return evaluate(ctx, row, now)
     except ConflictError:  # the evaluation loop (here or in another process) was first
         return _get(ctx, row.rollout_id)
+
+
+def _small_cohorts(
+    plan: RolloutPlan | ExperimentPlan, devices: list[DeviceRow], *, allow: bool
+) -> str:
+    """Refuse (or, when allowed, describe) stages too small for a gate's ``min_devices``."""
+    if not isinstance(plan, RolloutPlan):
+        return ""
+    class_sizes = Counter(fx.classes_of({d.device_id: d for d in devices}).values())
+    found = shortfalls(plan, class_sizes)
+    if not found:
+        return ""
+    message = describe_shortfalls(found, class_sizes)
+    if allow:
+        return f"{message}; started anyway: such a stage waits for more devices"
+    raise ConflictError(
+        f"{message}. Lower the gate's min_devices or raise the stage's share, or start anyway "
+        "with --allow-small-cohorts (API: allow_small_cohorts) if more devices will be "
+        "selected by then"
+    )
 
 
 def command(
