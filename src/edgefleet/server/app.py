@@ -35,7 +35,7 @@ from edgefleet.server.services import fl, rollout_eval
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.store import open_store
 
-__all__ = ["DIRECTOR_KEY", "build_context", "create_app", "expiry_settings"]
+__all__ = ["DIRECTOR_KEY", "begin_shutdown", "build_context", "create_app", "expiry_settings"]
 
 log = logging.getLogger("edgefleet.server")
 
@@ -150,6 +150,18 @@ async def _flush_loop(ctx: ServerContext) -> None:
             log.exception("storing heartbeats failed")
 
 
+def begin_shutdown(app: FastAPI) -> None:
+    """The server begins to stop: held long polls answer now (304) and new ones do not wait.
+
+    Safe to call from a signal handler. Without it the server would wait for every poll to
+    run out (up to ``long_poll_max_s``) before it could stop, or cancel them.
+    """
+    app.state.stopping = True
+    ctx: ServerContext | None = getattr(app.state, "ctx", None)
+    if ctx is not None:
+        ctx.changes.changed()
+
+
 def create_app(
     settings: ServerSettings,
     ctx: ServerContext | None = None,
@@ -204,6 +216,7 @@ def create_app(
         if settings.opentelemetry
         else {"tracing": False, "metrics": False, "logs": False},
     )
+    app.state.stopping = False  # set by begin_shutdown
     install_error_handlers(app)
     app.include_router(device_v1.router)
     app.include_router(operator_router)

@@ -5,14 +5,31 @@ from __future__ import annotations
 import gc
 import socket
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
-from edgefleet.server.app import create_app
+from edgefleet.server.app import begin_shutdown, create_app
 from edgefleet.server.registry.keys import RepositoryKeys
 from edgefleet.server.settings import ServerSettings
 
 __all__ = ["listening_socket", "serve"]
+
+GRACEFUL_SHUTDOWN_S = 10
+"""Longest the server waits for requests in flight once asked to stop (polls answer at once)."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that also wakes held long polls when a signal asks it to stop."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGINT or SIGTERM: answer the polls, then stop as uvicorn does."""
+        self._on_exit()
+        super().handle_exit(sig, frame)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -65,16 +82,17 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] = print) -> 
         gc.freeze()
         announce(f"edgefleet server on {url} (data dir {settings.data_dir})")
 
+    app = create_app(settings, on_ready=ready)
     config = uvicorn.Config(
-        create_app(settings, on_ready=ready),
+        app,
         log_level="warning",
         access_log=False,
         proxy_headers=False,  # client addresses are not used; skips a middleware per request
         ssl_certfile=str(settings.tls_certfile) if tls else None,
         ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, on_exit=lambda: begin_shutdown(app))
     try:
         server.run(sockets=[sock])
     finally:

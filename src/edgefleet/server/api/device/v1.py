@@ -78,7 +78,8 @@ async def desired_state(
     With ``wait``, an unchanged state holds the request open until it changes or ``wait``
     seconds (capped by the server) pass. A state past half of its lifetime is re-issued (signed
     again with a new version) instead of answered 304, so a device never holds one that expires.
-    An unchanged state is answered from the process's memory, without the database.
+    An unchanged state is answered from the process's memory, without the database. When the
+    server begins to stop, a held poll is answered 304 at once (the device polls again later).
     """
     known = request.headers.get("if-none-match")
     deadline = time.monotonic() + min(wait, ctx.settings.long_poll_max_s)
@@ -91,7 +92,7 @@ async def desired_state(
         ):
             break
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or request.app.state.stopping:
             return Response(status_code=304, headers={"ETag": known})
         await ctx.changes.wait(left)
     signed = await run_in_threadpool(
