@@ -51,7 +51,10 @@ def test_push_list_enrol_deploy_and_show_from_the_command_line(
     assert shown["releases"][0]["release"] == 1
     token = cli(server, "enroll-token", "create", "--labels", "region=eu").stdout.strip()
     assert token.startswith("efe_")
-    deployed = cli(server, "deploy", "digits@1", "--to", "region=eu")
+    empty = cli(server, "deploy", "digits@1", "--to", "region=eu")
+    assert empty.returncode == 10  # no device is enrolled yet: refused, nothing spent
+    assert "matches no device" in empty.stderr
+    deployed = cli(server, "deploy", "digits@1", "--to", "region=eu", "--allow-empty")
     assert deployed.returncode == 0, deployed.stderr
     assert "release 1" in deployed.stdout
     assert cli(server, "device", "list").returncode == 0
