@@ -4,6 +4,11 @@ Everything the agent reports goes through the spool first, so a device offline f
 nothing but what the spool's byte budget drops (and that is counted). The uploader acknowledges
 a batch only after the control plane answered 2xx; a retried batch cannot double count because
 the server keeps windows and events unique by id.
+
+A batch the control plane refuses for good (a 4xx other than 401, 403, 408, 425 and 429, or a
+413 for a single item) would be refused again on every retry: it is dropped from the spool and
+counted in the drop counters (windows reach the server in ``dropped_total``), and the uploader
+moves on. Server trouble (5xx), throttling and a rejected credential keep the batch for later.
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ class SpoolLike(Protocol):
 
     def ack(self, batch: Any) -> object:
         """Forget a batch the server accepted."""
+        ...
+
+    def drop(self, batch: Any, *, windows: bool, events: bool) -> object:
+        """Forget (part of) a batch the server refused for good, counting it as dropped."""
         ...
 
     def counters(self) -> dict[str, int]:
@@ -261,10 +270,13 @@ class Uploader:
         the server has not been told of (then without windows), so drops are reported even when
         the budget left no window to send.
 
+        A part the control plane refuses for good is dropped and counted (see the module
+        docstring), not raised.
+
         Raises
         ------
         UplinkError
-            The batch could not be delivered; nothing was acknowledged.
+            The batch could not be delivered and may be later; nothing was acknowledged.
         """
         with self.lock:
             batch: BatchLike = self.spool.pending(
@@ -275,28 +287,66 @@ class Uploader:
         news = dropped_windows > self._windows_dropped_sent
         if not windows and not events and not news:
             return 0, False
+        refused_windows = refused_events = False
         try:
             if windows or news:
-                self.uplink.send_telemetry(
-                    TelemetryBatch(
-                        batch_id=uuid.uuid4().hex, windows=windows, dropped_total=dropped_windows
+                try:
+                    self.uplink.send_telemetry(
+                        TelemetryBatch(
+                            batch_id=uuid.uuid4().hex,
+                            windows=windows,
+                            dropped_total=dropped_windows,
+                        )
                     )
-                )
+                except UplinkError as exc:
+                    refused_windows = self._refused_for_good(exc, len(windows), "windows")
                 self._windows_dropped_sent = dropped_windows
             if events:
-                self.uplink.send_events(EventBatch(events=events))
+                try:
+                    self.uplink.send_events(EventBatch(events=events))
+                except UplinkError as exc:
+                    refused_events = self._refused_for_good(exc, len(events), "events")
         except UplinkError as exc:
+            if refused_windows:  # the events failed after it: the windows go all the same
+                with self.lock:
+                    self.spool.drop(batch, windows=True, events=False)
             if self._too_large(exc) and (len(windows) > 1 or len(events) > 1):
                 self.max_windows = max(1, len(windows) // 2)
                 self.max_events = max(1, len(events) // 2)
                 log.info("batch too large; now sending at most %d windows", self.max_windows)
                 return 0, True
             raise
-        if windows or events:
+        if refused_windows or refused_events:
             with self.lock:
-                self.spool.ack(batch)
+                self.spool.drop(batch, windows=refused_windows, events=refused_events)
+        acknowledged = (0 if refused_windows else len(windows)) + (
+            0 if refused_events else len(events)
+        )
+        if acknowledged:
+            with self.lock:
+                self.spool.ack(batch)  # what was refused is gone already
+        if refused_windows or refused_events:
+            return acknowledged, True  # the rows behind the refused ones go next
         full = len(windows) >= self.max_windows or len(events) >= self.max_events
-        return len(windows) + len(events), full
+        return acknowledged, full
+
+    def _refused_for_good(self, exc: UplinkError, items: int, what: str) -> bool:
+        """Return True when ``exc`` refuses ``items`` for good (drop them), else re-raise it.
+
+        A request too large for one item cannot be split further: that is for good too.
+        """
+        if self._too_large(exc):
+            if items > 1:
+                raise exc
+        elif not (isinstance(exc, RefusedError) and exc.permanent):
+            raise exc
+        log.warning(
+            "dropping %d %s the control plane refused for good (they are counted as dropped): %s",
+            items,
+            what,
+            exc,
+        )
+        return True
 
     def drain(self) -> int:
         """Upload batches until the spool is empty; return the items acknowledged.
@@ -326,7 +376,8 @@ class Uploader:
                 "telemetry_dropped",
                 ok=False,
                 detail=f"the spool dropped {windows - seen_windows} windows and "
-                f"{events - seen_events} events over its byte budget ({windows} windows and "
+                f"{events - seen_events} events, over its byte budget or refused for good by "
+                f"the control plane ({windows} windows and "
                 f"{events} events in all)",
             )
             self._drops_noted = (windows, events)

@@ -1,7 +1,9 @@
 """A durable telemetry and event spool on the device: SQLite, bounded by a byte budget.
 
 Windows and events wait here until the control plane has acknowledged them, so a device
-offline for days loses only what the budget forces out, and counts it. Each add is one SQLite
+offline for days loses only what the budget forces out, and counts it. A batch the control
+plane refuses for good (a 4xx about its content) is dropped and counted the same way
+(:meth:`Spool.drop`), so one bad row never blocks the rows behind it. Each add is one SQLite
 transaction: the row, the evictions it forces and the drop counters commit together or not at
 all.
 
@@ -155,9 +157,38 @@ class Spool:
 
         self._transaction(delete)
 
+    def drop(self, batch: SpoolBatch, *, windows: bool, events: bool) -> int:
+        """Delete what the control plane refused for good, counting it as dropped.
+
+        ``windows`` and ``events`` say which part of ``batch`` was refused. Rows already gone
+        (evicted meanwhile) are not counted twice. Returns how many rows were dropped.
+        """
+
+        def delete(conn: sqlite3.Connection) -> tuple[int, dict[str, int]]:
+            dropped = 0
+            for table, rowids, refused in (
+                ("windows", batch.window_rowids, windows),
+                ("events", batch.event_rowids, events),
+            ):
+                if not refused:
+                    continue
+                gone = sum(
+                    conn.execute(f"DELETE FROM {table} WHERE id = ?", (i,)).rowcount for i in rowids
+                )
+                if gone:
+                    bump(conn, f"dropped_{table}", gone)
+                dropped += gone
+            return dropped, read_counters(conn)
+
+        with self._lock:  # the side file too, as in _add
+            dropped, counts = self._transaction(delete)
+            if dropped:
+                self._drops.write(counts)
+        return dropped
+
     @property
     def dropped_total(self) -> int:
-        """Windows and events ever dropped (over budget, unreadable, or lost to corruption)."""
+        """Windows and events ever dropped (over budget, unreadable, refused, or corrupt)."""
         counts = self.counters()
         return counts["dropped_windows"] + counts["dropped_events"]
 

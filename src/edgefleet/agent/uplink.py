@@ -72,6 +72,15 @@ class RefusedError(UplinkError):
         """Whether trying again later may succeed (server trouble, throttling, timeouts)."""
         return self.status >= 500 or self.status in (408, 425, 429)
 
+    @property
+    def permanent(self) -> bool:
+        """Whether the same request would be refused again: a 4xx about the request itself.
+
+        401 and 403 are about the credential (it may be restored), 408, 425 and 429 about
+        timing; neither makes the request's content wrong.
+        """
+        return 400 <= self.status < 500 and self.status not in (401, 403, 408, 425, 429)
+
 
 class CredentialRejectedError(RefusedError):
     """401 or 403: the device credential (or enrolment token) is unknown, revoked or expired."""

@@ -352,7 +352,9 @@ class TelemetryBatch(_Body):
     batch_id: Text = Field(min_length=8, max_length=64)
     windows: list[TelemetryWindow] = Field(max_length=1000)
     dropped_total: Count64 = Field(
-        0, description="Windows the spool ever dropped over its byte budget (monotonic)."
+        0,
+        description="Windows the spool ever dropped, over its byte budget or refused for good "
+        "by the control plane (monotonic).",
     )
 
 
