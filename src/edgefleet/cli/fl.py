@@ -131,8 +131,9 @@ def simulate_command(
     from edgefleet.federated.simulation import LocalBackend, RoundResult, SimulationConfig, simulate
     from edgefleet.federated.task import TASKS
 
+    on_ray = ("ray",) if backend == "ray" else ()
     needed = ("train",) if task.strip() in TASKS else ()  # the built-ins train with PyTorch
-    require_extras("edgefleet fl simulate", *needed, *(("ray",) if backend == "ray" else ()))
+    require_extras("edgefleet fl simulate", *needed, *on_ray)
     try:
         chosen = load_task(task)
     except ValueError as exc:
@@ -202,7 +203,8 @@ def simulate_command(
             + ("" if backend == "local" else f", backend ray ({ray_address or 'this machine'})")
         )
         typer.echo(_line([name for name, _ in _COLUMNS]))
-    with missing_extra_hint("edgefleet fl simulate", "train"), _started(runner) as started:
+    hint = missing_extra_hint("edgefleet fl simulate", "train", *on_ray)  # any task's imports
+    with hint, _started(runner) as started:
         result = simulate(chosen, config, backend=started, progress=None if as_json else show)
     last = result.rounds[-1]
     summary: dict[str, Any] = {

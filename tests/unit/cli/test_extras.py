@@ -118,3 +118,18 @@ def test_importing_the_command_line_loads_nothing_server_side() -> None:
     ).stdout.split()
     assert SERVER_SIDE.isdisjoint(loaded)
     assert {"torch", "sklearn", "ray", "scipy"}.isdisjoint(loaded)
+
+
+def test_a_missing_module_found_only_while_running_still_gets_the_hint(tmp_path: Path) -> None:
+    # torch itself is found, but importing it fails on a submodule: the check before the run
+    # passes and the guard around the run turns the failed import into the same one line
+    result = run_without(
+        {"torch.nn"}, "fl", "simulate", "--rounds", "1", "--clients", "2", "--per-round", "1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "error: edgefleet fl simulate needs the 'train' extra, not installed here (no module "
+        "torch): pip install 'edgefleet[train]'"
+    ]
