@@ -141,6 +141,7 @@ def test_a_decommissioned_device_is_not_deployed_to(ctx: ServerContext) -> None:
 def test_the_servers_automatic_rollout_decisions_are_audited(ctx: ServerContext) -> None:
     rollout = rollouts.start(ctx, "digits", "2", {}, PLAN, time.time())
     rollout_eval.evaluate_all(ctx, now=time.time() + PLAN.progress_deadline_s + 1)
+    print(ctx.store.get_rollout(rollout.rollout_id))
     [entry] = ctx.store.list_audit(limit=10, action="rollout")
     assert (entry.actor, entry.action, entry.target) == (
         "server",
@@ -149,3 +150,26 @@ def test_the_servers_automatic_rollout_decisions_are_audited(ctx: ServerContext)
     )
     assert entry.outcome.startswith("inconclusive for")
     assert entry.detail == {"model": "digits", "candidate": "2", "stage": 0}
+
+
+def test_an_automatic_rollback_is_audited_with_its_reason(ctx: ServerContext) -> None:
+    plan = RolloutPlan((Stage("canary", 1.0, 3600.0),), (Gate("rollbacks", "<=", 0),))
+    rollout = rollouts.start(ctx, "digits", "2", {}, plan, time.time())
+    for device in ("d1", "d2"):
+        event = {
+            "event_id": f"e-{device}",
+            "at": time.time() + 1,
+            "kind": "rolled_back",
+            "model": "digits",
+            "version": "2",
+            "ok": False,
+        }
+        ctx.store.add_events(device, [event])
+    rollout_eval.evaluate_all(ctx, now=time.time() + plan.gates[0].interval_s + 1)  # gate due
+    [entry] = ctx.store.list_audit(limit=10, action="rollout")
+    assert (entry.actor, entry.action, entry.target) == (
+        "server",
+        "rollout.rollback",
+        rollout.rollout_id,
+    )
+    assert "2 local rollbacks" in entry.outcome

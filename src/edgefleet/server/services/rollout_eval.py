@@ -182,7 +182,8 @@ def _evaluate_rollout(
                 }
             ],
         )
-        _decided(ctx, "rollout.advance", moved, f"stage {row.stage + 1}: {decision.reason}", now)
+        to = f"to stage {row.stage + 2}/{len(plan.stages)} ({nxt.kind} {nxt.share:.0%})"
+        _decided(ctx, "rollout.advance", moved, f"{to}: {decision.reason}", now)
         current = fx.current_payloads(ctx, list(devices))
         fx.apply_desired(ctx, fx.stage_payloads(moved, nxt, classes, current), now)
         _unless_moved_on(ctx, moved, now)
@@ -206,7 +207,10 @@ def _evaluate_rollout(
 
 
 def _decided(ctx: ServerContext, action: str, row: RolloutRow, outcome: str, now: float) -> None:
-    """Audit an automatic decision on ``row`` (persisted already)."""
+    """Audit an automatic decision on ``row`` (persisted already).
+
+    Texts number stages from 1 as the CLI shows them; ``detail["stage"]`` is the plan index.
+    """
     detail = {"model": row.model, "candidate": row.candidate.get("version"), "stage": row.stage}
     audit.record_decision(ctx, action, row.rollout_id, outcome, detail, now)
 
