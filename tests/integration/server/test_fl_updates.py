@@ -584,3 +584,19 @@ def test_a_device_in_another_jobs_round_is_left_to_that_job(fleet: Fleet) -> Non
     third = fleet.step(third.job_id, time.time())
     assert third.round == 0
     assert third.reason.startswith("waiting for devices")
+
+
+def test_closing_a_round_is_audited_as_the_servers_decision(fleet: Fleet) -> None:
+    fleet.enroll()
+    job = fleet.start(rounds=2, per_round=1, deadline_s=60.0)
+    opened_at = time.time()
+    fleet.step(job.job_id, opened_at)
+    fleet.step(job.job_id, opened_at + 60.0)  # the deadline closes round 1
+    [entry] = fleet.ctx.store.list_audit(limit=10, action="fl")
+    assert (entry.actor, entry.action, entry.target) == (
+        "server",
+        "fl.round_close",
+        f"{job.job_id}/1",
+    )
+    assert entry.outcome.startswith("failed: deadline")
+    assert entry.at == opened_at + 60.0
