@@ -80,7 +80,9 @@ writes a zip archive; this file is not one): it needs the arrays 'x' and 'y'
             f"not one): it needs the arrays {needs}"
         )
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # numpy opens a path itself and leaves it open when the archive is damaged; a handle
+        # of ours is closed whatever numpy raises.
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
             missing = [k for k in keys if k not in archive.files]
             if missing:
                 raise ConfigurationError(
