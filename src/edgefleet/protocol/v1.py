@@ -193,7 +193,7 @@ class MaintenanceWindow(_Body):
         max_length=200,
         description="Five-field cron expression (minute hour day-of-month month day-of-week), UTC.",
     )
-    duration_s: float = Field(gt=0, description="How long the window stays open after a start.")
+    duration_s: Finite = Field(gt=0, description="How long the window stays open after a start.")
 
 
 class UpdatePolicy(_Body):
@@ -228,9 +228,9 @@ class FLAssignment(_Body):
     num_params: Positive64
     compression: str = Field(max_length=200, description="Uplink codec spec, e.g. dgc:0.999.")
     local_epochs: int = Field(default=1, ge=1, le=1000)
-    learning_rate: float | None = Field(default=None, gt=0)
+    learning_rate: Finite | None = Field(default=None, gt=0)
     batch_size: Positive32 | None = None
-    mu: float = Field(default=0.0, ge=0, description="FedProx proximal coefficient.")
+    mu: Finite = Field(default=0.0, ge=0, description="FedProx proximal coefficient.")
     privacy: str | None = Field(
         default=None, max_length=200, description="Differential privacy applied on the device."
     )

@@ -129,3 +129,6 @@ def test_non_finite_numbers_are_refused_naming_the_field(
         assert_refused(c.get("/desired-state", params={"wait": "nan"}), "wait")
     with live_on_each_backend.operator() as op:
         assert_refused(op.get("/telemetry", params={"since": "inf"}), "since")
+        policy = '{"windows": [{"cron": "0 2 * * *", "duration_s": Infinity}]}'
+        refused = op.put("/policies", content=policy, headers={"Content-Type": "application/json"})
+        assert_refused(refused, "duration_s")  # a device could not read it back

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.protocol.bounds import Count32, Count64, Name, Positive32, Text
+from edgefleet.protocol.bounds import Count32, Count64, Finite, Name, Positive32, Text
 from edgefleet.protocol.labels import parse_selector
 from edgefleet.protocol.v1 import (
     API_PREFIX,
@@ -57,7 +57,7 @@ class JobRequest(BaseModel):
     compression: Text = Field(default="dense", max_length=200)
     deadline: Text = Field(default="5m", max_length=64, description="Round deadline, e.g. 5m.")
     local_epochs: int = Field(default=1, ge=1, le=1000)
-    learning_rate: float | None = Field(default=None, gt=0)
+    learning_rate: Finite | None = Field(default=None, gt=0)
     batch_size: Positive32 | None = None
     seed: Count64 = 0
     privacy: Text | None = Field(default=None, max_length=200)
