@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     task = load_task(args.task)
     if not isinstance(task, DigitsTask):
         raise SystemExit(f"--task must be a digits task, got {args.task!r}")
+    if args.learning_rate is not None:
+        task.learning_rate = args.learning_rate
     size = get_params(task.build_model())[0].size
     print(
         f"task {args.task}: {size:,} parameters; {args.clients} devices, {args.partition}, "
@@ -170,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"seeds {args.seeds}"
     )
     if not with_flower:
-        print("Flower: not run (--no-flower, or dropout > 0); the baseline is edgefleet dense")
+        print("Flower: not run (--no-flower, or dropout > 0); bytes against dense float32")
     print("runs alternate sides seed by seed in this one process run (noisy 2-core machine)")
     warm = SimulationConfig(clients=args.clients, rounds=1, per_round=args.per_round)
     simulate(task, warm)  # loads the data and warms torch up: not part of any timing
@@ -338,6 +340,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10, help="simulated devices (10)")
     parser.add_argument("--per-round", type=int, default=5, help="devices per round (5)")
     parser.add_argument("--partition", default="dirichlet:0.5", help="data split (dirichlet:0.5)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="local SGD rate (the task's default)"
+    )
     parser.add_argument(
         "--dropout", type=float, default=0.25, help="chance a selected device never reports (0.25)"
     )
