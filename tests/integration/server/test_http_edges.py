@@ -9,6 +9,8 @@ import json
 import socket
 from urllib.parse import urlsplit
 
+import pytest
+
 from edgefleet.protocol.v1 import API_PREFIX
 from tests.integration.server.conftest import LiveServer, ServerFactory
 
@@ -34,17 +36,25 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body[:length]
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{API_PREFIX}/events",  # a JSON body FastAPI parses
+        f"{API_PREFIX}/fl/job-1/1/update",  # a body the route reads itself
+    ],
+)
 def test_a_chunked_body_over_the_limit_gets_413_in_the_error_shape_without_being_read_whole(
-    server_factory: ServerFactory,
+    server_factory: ServerFactory, path: str
 ) -> None:
-    live = server_factory(max_body_bytes=LIMIT)
+    live = server_factory(max_body_bytes=LIMIT, max_fl_update_bytes=LIMIT)
     device = live.enroll()
     parts = urlsplit(live.url)
-    assert parts.hostname is not None and parts.port is not None
+    assert parts.hostname is not None
+    assert parts.port is not None
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
         sock.sendall(
             (
-                f"POST {API_PREFIX}/events HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
                 f"Authorization: Bearer {device['credential']}\r\n"
                 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
             ).encode()
