@@ -54,13 +54,12 @@ def test_a_long_poll_wakes_for_a_desired_state_another_server_process_wrote(
 
     writer = threading.Thread(target=other_process_writes)
     writer.start()
-    began = time.monotonic()
     woken = desired(live, credential, first.headers["etag"], wait=20)
-    waited = time.monotonic() - began
     writer.join()
+    # A poll that ran out its wait answers 304: a 200 with the new version was woken by the
+    # refresh that read the other process's write.
     assert woken.status_code == 200
     assert woken.json()["signed"]["version"] == first.json()["signed"]["version"] + 1
-    assert waited < 10  # woken by the refresh, long before the 20 s wait ran out
 
 
 def test_a_heartbeat_shows_in_device_show_at_once(live: LiveServer) -> None:

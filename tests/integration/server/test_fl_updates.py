@@ -140,7 +140,10 @@ def _serve(ctx: ServerContext) -> Generator[str, None, None]:
     thread.start()
     if not ready.wait(60):
         raise RuntimeError("server did not start")
+    deadline = time.monotonic() + 60
     while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start listening")
         time.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
