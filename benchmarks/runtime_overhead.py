@@ -123,7 +123,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "matmul"):
             matmul = build_matmul(Path(tmp) / "matmul16x4.onnx")
-            rows["matmul"] = measure(matmul, pool_of((1, 16)), rounds, 2048, defaults=True)
+            rows["matmul"] = measure(matmul, pool_of((1, 16)), rounds // 2, 4096, defaults=True)
             targets["matmul"] = 1.0
         if args.only in (None, "digits"):
             digits = build_digits_classifier()

@@ -29,7 +29,9 @@ from edgefleet.telemetry.totals import LatencyHistogram, TelemetryTotals
 
 __all__ = ["InferenceRecorder", "RowRing"]
 
-DEFAULT_CAPACITY = 1024
+DEFAULT_CAPACITY = 4096
+"""Calls (and probability rows) buffered between batch reductions."""
+_RING_SLOTS = 256  # calls written into a ring before it is reduced (one IOBinding per slot)
 
 
 class RowRing:
@@ -124,7 +126,7 @@ class InferenceRecorder:
             return None
         if shape[1] != self._rows.shape[1] or shape[0] < 1:
             return None
-        ring = RowRing(max(1, min(64, self._capacity // shape[0])), shape)
+        ring = RowRing(max(1, min(_RING_SLOTS, self._capacity // shape[0])), shape)
         with self._lock:
             self._rings.add(ring)
         return ring
