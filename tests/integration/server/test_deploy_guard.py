@@ -17,7 +17,7 @@ from edgefleet.errors import ConflictError
 from edgefleet.server.app import build_context
 from edgefleet.server.context import ServerContext
 from edgefleet.server.init import initialize
-from edgefleet.server.rollout.spec import Gate, RolloutPlan, Stage
+from edgefleet.server.rollout.spec import ExperimentPlan, Gate, RolloutPlan, Stage
 from edgefleet.server.services import rollout_eval, rollouts
 from edgefleet.server.services.registry import deploy, push_model
 from edgefleet.server.settings import load_settings
@@ -30,11 +30,25 @@ PLAN = RolloutPlan(
 )
 
 
+BACKENDS = pytest.mark.parametrize("ctx", ["sqlite", "postgresql"], indirect=True)
+"""Run a test on a PostgreSQL database as well as on SQLite (the default)."""
+
+
 @pytest.fixture
-def ctx(tmp_path: Path, digits_path: Path, echo_path: Path) -> Iterator[ServerContext]:
-    """A control plane's context: devices d1, d2 in region eu on digits@1; @2 and @3 pushed."""
-    initialize(tmp_path / "server")
-    context = build_context(load_settings(tmp_path / "server"))
+def ctx(
+    tmp_path: Path, digits_path: Path, echo_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ServerContext]:
+    """A control plane's context: devices d1, d2 in region eu on digits@1; @2 and @3 pushed.
+
+    On SQLite, or on a new PostgreSQL database when parametrised with ``"postgresql"``.
+    """
+    url = (
+        request.getfixturevalue("postgres_url")
+        if getattr(request, "param", "") == "postgresql"
+        else None
+    )
+    initialize(tmp_path / "server", database_url=url)
+    context = build_context(load_settings(tmp_path / "server", database_url=url))
     now = time.time()
     for device in ("d1", "d2"):
         context.store.create_device(device, f"cred-{device}", {"region": "eu"}, {}, now)
@@ -81,6 +95,21 @@ def test_a_paused_rollout_still_holds_its_devices(ctx: ServerContext) -> None:
     rollouts.command(ctx, rollout.rollout_id, "pause", time.time(), "lunch")
     with pytest.raises(ConflictError, match="paused"):
         deploy(ctx, "digits", "3", {"region": "eu"}, time.time())
+
+
+@BACKENDS
+def test_a_concluded_experiment_still_holds_its_devices(ctx: ServerContext) -> None:
+    """Until it is promoted or aborted, a concluded A/B experiment decides its devices' models."""
+    now = time.time()
+    experiment = rollouts.start(ctx, "digits", "2", {}, ExperimentPlan(0.5, 60.0), now)
+    concluded = rollout_eval.evaluate(ctx, experiment, now + 61.0)
+    assert concluded.state == "concluded"
+    before = snapshot(ctx)
+    with pytest.raises(ConflictError, match=rf"{experiment.rollout_id} .*concluded"):
+        deploy(ctx, "digits", "3", {"region": "eu"}, time.time())
+    assert snapshot(ctx) == before
+    rollouts.command(ctx, experiment.rollout_id, "abort", time.time(), "enough")
+    assert deploy(ctx, "digits", "3", {"region": "eu"}, time.time()).devices == ["d1", "d2"]
 
 
 def test_a_deploy_to_other_devices_than_the_rollout_is_accepted(ctx: ServerContext) -> None:

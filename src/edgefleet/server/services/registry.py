@@ -25,6 +25,8 @@ from edgefleet.server.registry.artifacts import inspect_model
 from edgefleet.server.registry.calibrate import fit_calibration
 from edgefleet.server.registry.golden import make_golden
 from edgefleet.server.registry.tuf_repo import TargetSpec
+from edgefleet.server.store.fl_jobs import ACTIVE_FL_STATES
+from edgefleet.server.store.rollouts import ACTIVE_STATES
 from edgefleet.server.store.rows import ModelVersionRow, ReleaseRow
 
 __all__ = [
@@ -212,15 +214,11 @@ def desired_model(release: ReleaseRow) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-ACTIVE_ROLLOUT_STATES = ("running", "paused")
-"""Rollout states that still own their devices' desired models."""
-
-
 def _overlaps(ctx: ServerContext, devices: list[str]) -> list[str]:
     """What is active on any of ``devices``: rollouts and federated jobs, described."""
     wanted = set(devices)
     found: list[str] = []
-    for rollout in ctx.store.list_rollouts(states=ACTIVE_ROLLOUT_STATES):
+    for rollout in ctx.store.list_rollouts(states=ACTIVE_STATES):
         on = sorted(
             wanted.intersection(d.device_id for d in ctx.store.list_devices(rollout.selector))
         )
@@ -229,10 +227,10 @@ def _overlaps(ctx: ServerContext, devices: list[str]) -> list[str]:
             found.append(
                 f"rollout {rollout.rollout_id} ({candidate}, {rollout.state}) on {_some(on)}"
             )
-    for job in ctx.store.list_fl_jobs(states=("running",)):
+    for job in ctx.store.list_fl_jobs(states=ACTIVE_FL_STATES):
         on = sorted(wanted.intersection(d.device_id for d in ctx.store.list_devices(job.selector)))
         if on:
-            found.append(f"federated job {job.job_id} ({job.model}, running) on {_some(on)}")
+            found.append(f"federated job {job.job_id} ({job.model}, {job.state}) on {_some(on)}")
     return found
 
 
