@@ -7,7 +7,10 @@ how many devices one process serves, so both live in memory:
 - :class:`CredentialCache` maps credential hashes to device ids. A credential is revoked when
   its device is decommissioned: this process forgets it at once (:meth:`CredentialCache.discard`)
   and every process re-checks an entry older than ``max_age_s`` against the database, so other
-  server processes refuse it within that time.
+  server processes refuse it within that time. A lookup that read the database before a
+  revocation in this process committed cannot put the revoked credential back: each
+  revocation bumps :attr:`CredentialCache.generation`, and :meth:`CredentialCache.put` caches
+  nothing when the generation moved since its caller's lookup began.
 - :class:`DesiredVersions` holds every device's newest desired-state version and expiry. This
   process's own writes go in at once (:meth:`DesiredVersions.record`); writes by other server
   processes sharing the database arrive with the next :meth:`DesiredVersions.refresh`, which
@@ -41,6 +44,19 @@ class CredentialCache:
     An entry confirmed more than ``max_age_s`` seconds ago is not returned (the caller reads
     the database again), so a credential revoked by another server process stops working here
     within that time.
+
+    A caller takes :attr:`generation` before it reads the database and hands it to
+    :meth:`put`; a :meth:`discard` in between makes that ``put`` cache nothing, since what
+    was read may be the credential just revoked.
+
+    Examples
+    --------
+    >>> cache = CredentialCache()
+    >>> seen = cache.generation  # a device request starts its database lookup
+    >>> cache.discard("h1")  # the device is decommissioned meanwhile
+    >>> cache.put("h1", "dev-1", seen)  # the lookup's answer, read before the revocation
+    >>> cache.get("h1") is None
+    True
     """
 
     def __init__(
@@ -56,6 +72,12 @@ class CredentialCache:
         self._clock = clock
         self._entries: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """How many revocations this cache has seen; take it before a database lookup."""
+        return self._generation
 
     def get(self, credential_hash: str) -> str | None:
         """The device id of a credential confirmed within ``max_age_s``, or None."""
@@ -64,17 +86,23 @@ class CredentialCache:
             return None
         return entry[0]
 
-    def put(self, credential_hash: str, device_id: str) -> None:
-        """Remember a credential the database confirmed."""
+    def put(self, credential_hash: str, device_id: str, generation: int) -> None:
+        """Remember a credential the database confirmed in a lookup begun at ``generation``.
+
+        Nothing is cached when a credential was revoked (:meth:`discard`) since then.
+        """
         with self._lock:
+            if generation != self._generation:
+                return
             self._entries.pop(credential_hash, None)  # re-confirmed entries move to the end
             self._entries[credential_hash] = (device_id, self._clock())
             while len(self._entries) > self._capacity:
                 del self._entries[next(iter(self._entries))]
 
     def discard(self, credential_hash: str) -> None:
-        """Forget a credential (its device was decommissioned)."""
+        """Forget a credential (its device was decommissioned); lookups under way cache nothing."""
         with self._lock:
+            self._generation += 1
             self._entries.pop(credential_hash, None)
 
     def __len__(self) -> int:

@@ -8,14 +8,14 @@ from edgefleet.server.cache import FULL_EVERY, OVERLAP_S, CredentialCache, Desir
 def test_a_credential_is_unknown_until_put_then_maps_to_its_device() -> None:
     cache = CredentialCache()
     assert cache.get("hash-1") is None
-    cache.put("hash-1", "dev-1")
+    cache.put("hash-1", "dev-1", cache.generation)
     assert cache.get("hash-1") == "dev-1"
 
 
 def test_a_full_credential_cache_forgets_its_oldest_entries_first() -> None:
     cache = CredentialCache(capacity=2)
     for index in range(3):
-        cache.put(f"hash-{index}", f"dev-{index}")
+        cache.put(f"hash-{index}", f"dev-{index}", cache.generation)
     assert (cache.get("hash-0"), cache.get("hash-1"), cache.get("hash-2")) == (
         None,
         "dev-1",
