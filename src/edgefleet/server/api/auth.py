@@ -19,6 +19,7 @@ from edgefleet.server.store.rows import OperatorTokenRow
 from edgefleet.server.tokens import hash_token
 
 __all__ = [
+    "OPERATOR_NAME",
     "CurrentDevice",
     "CurrentOperator",
     "DeviceIdentity",
@@ -26,6 +27,9 @@ __all__ = [
     "current_device",
     "current_operator",
 ]
+
+OPERATOR_NAME = "operator_name"
+"""``request.state`` attribute: the name of the operator token that authenticated the request."""
 
 
 async def context(request: Request) -> ServerContext:
@@ -56,13 +60,15 @@ async def current_device(
     hashed = hash_token(_bearer(request))
     device_id = ctx.credentials.get(hashed)
     if device_id is None:
+        # taken before the lookup: a revocation while it runs keeps its answer out of the cache
+        generation = ctx.credentials.generation
         device = await run_in_threadpool(ctx.store.find_device_by_credential, hashed)
         if device is None:
             if await run_in_threadpool(ctx.store.find_operator_token, hashed) is not None:
                 raise ForbiddenError("operator tokens cannot use the device API")
             raise AuthError("unknown or revoked device credential")
         device_id = device.device_id
-        ctx.credentials.put(hashed, device_id)
+        ctx.credentials.put(hashed, device_id, generation)
     return DeviceIdentity(device_id)
 
 
@@ -76,6 +82,7 @@ async def current_operator(
         if await run_in_threadpool(ctx.store.find_device_by_credential, hashed) is not None:
             raise ForbiddenError("device credentials cannot use the operator API")
         raise AuthError("unknown operator token")
+    setattr(request.state, OPERATOR_NAME, operator.name)  # the actor of its audit entry
     return operator
 
 
