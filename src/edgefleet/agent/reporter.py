@@ -5,10 +5,20 @@ nothing but what the spool's byte budget drops (and that is counted). The upload
 a batch only after the control plane answered 2xx; a retried batch cannot double count because
 the server keeps windows and events unique by id.
 
-A batch the control plane refuses for good (a 4xx other than 401, 403, 408, 425 and 429, or a
-413 for a single item) would be refused again on every retry: it is dropped from the spool and
-counted in the drop counters (windows reach the server in ``dropped_total``), and the uploader
-moves on. Server trouble (5xx), throttling and a rejected credential keep the batch for later.
+An item the control plane refuses for good would be refused again on every retry: it is
+dropped from the spool and counted in the drop counters (windows reach the server in
+``dropped_total``), and the uploader moves on. Refused for good means an answer in the control
+plane's error shape (``{"error": ..., "code": ...}``) with status 400, 422, or 413 for a single
+item (:attr:`~edgefleet.agent.uplink.RefusedError.permanent`). Everything else keeps the batch
+for later: server trouble (5xx), throttling, a rejected credential, and any answer without the
+error shape (a reverse proxy's HTML 404 or 405 says the way is misconfigured, not that the
+data is bad).
+
+One mechanism finds the item at fault: a part of a batch (its windows or its events) refused
+for good or with 413 while it holds several items is split, its batch limit halved until the
+part is delivered or holds the one item at fault, which alone is dropped; the limit then goes
+back to its maximum. The other items of the batch are delivered. A 413 that halving settles
+without a drop (the batch was merely too large) keeps the smaller limit.
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ from edgefleet.runtime import Servable
 from edgefleet.telemetry import TelemetrySnapshot
 
 __all__ = ["EVENT_KINDS", "EventLog", "SpoolLike", "Uploader", "WindowCollector"]
+
+_DELIVERED, _DROPPED, _SPLIT, _SKIPPED = "delivered", "dropped", "split", "skipped"
+"""What became of one part (windows or events) of an upload."""
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +76,7 @@ class SpoolLike(Protocol):
         """The oldest unacknowledged windows and events."""
         ...
 
-    def ack(self, batch: Any) -> object:
+    def ack(self, batch: Any, *, windows: bool = True, events: bool = True) -> object:
         """Forget a batch the server accepted."""
         ...
 
@@ -260,6 +273,8 @@ class Uploader:
         self.lock = lock or threading.Lock()
         self.max_windows = max_windows
         self.max_events = max_events
+        self._maxima = {"windows": max_windows, "events": max_events}
+        self._limits = dict(self._maxima)  # halved while a refusal is being split
         self._drops_noted = self._drops()
         self._windows_dropped_sent = 0  # the server's counter starts at 0 too
 
@@ -270,8 +285,10 @@ class Uploader:
         the server has not been told of (then without windows), so drops are reported even when
         the budget left no window to send.
 
-        A part the control plane refuses for good is dropped and counted (see the module
-        docstring), not raised.
+        A part refused in a way that splitting can settle (a 413, or a refusal for good of
+        several items) is not dropped: the part's batch limit is halved and the next call sends
+        the first half, so halving isolates the one item at fault, which alone is dropped and
+        counted (see the module docstring). The limit then goes back to its maximum.
 
         Raises
         ------
@@ -280,73 +297,86 @@ class Uploader:
         """
         with self.lock:
             batch: BatchLike = self.spool.pending(
-                max_windows=self.max_windows, max_events=self.max_events
+                max_windows=self._limits["windows"], max_events=self._limits["events"]
             )
         dropped_windows = self._drops()[0]
         windows, events = list(batch.windows), list(batch.events)
         news = dropped_windows > self._windows_dropped_sent
         if not windows and not events and not news:
             return 0, False
-        refused_windows = refused_events = False
+        outcome = {"windows": _SKIPPED, "events": _SKIPPED}
         try:
             if windows or news:
-                try:
-                    self.uplink.send_telemetry(
+                outcome["windows"] = self._send(
+                    "windows",
+                    len(windows),
+                    lambda: self.uplink.send_telemetry(
                         TelemetryBatch(
                             batch_id=uuid.uuid4().hex,
                             windows=windows,
                             dropped_total=dropped_windows,
                         )
-                    )
-                except UplinkError as exc:
-                    refused_windows = self._refused_for_good(exc, len(windows), "windows")
-                self._windows_dropped_sent = dropped_windows
+                    ),
+                )
+                if outcome["windows"] != _SPLIT:
+                    self._windows_dropped_sent = dropped_windows
             if events:
-                try:
-                    self.uplink.send_events(EventBatch(events=events))
-                except UplinkError as exc:
-                    refused_events = self._refused_for_good(exc, len(events), "events")
-        except UplinkError as exc:
-            if refused_windows:  # the events failed after it: the windows go all the same
-                with self.lock:
-                    self.spool.drop(batch, windows=True, events=False)
-            if self._too_large(exc) and (len(windows) > 1 or len(events) > 1):
-                self.max_windows = max(1, len(windows) // 2)
-                self.max_events = max(1, len(events) // 2)
-                log.info("batch too large; now sending at most %d windows", self.max_windows)
-                return 0, True
-            raise
-        if refused_windows or refused_events:
-            with self.lock:
-                self.spool.drop(batch, windows=refused_windows, events=refused_events)
-        acknowledged = (0 if refused_windows else len(windows)) + (
-            0 if refused_events else len(events)
+                outcome["events"] = self._send(
+                    "events",
+                    len(events),
+                    lambda: self.uplink.send_events(EventBatch(events=events)),
+                )
+        finally:  # settle what was decided, even when the other part failed after it
+            self._settle(batch, outcome)
+        acknowledged = (len(windows) if outcome["windows"] == _DELIVERED else 0) + (
+            len(events) if outcome["events"] == _DELIVERED else 0
         )
-        if acknowledged:
-            with self.lock:
-                self.spool.ack(batch)  # what was refused is gone already
-        if refused_windows or refused_events:
-            return acknowledged, True  # the rows behind the refused ones go next
-        full = len(windows) >= self.max_windows or len(events) >= self.max_events
+        if _SPLIT in outcome.values() or _DROPPED in outcome.values():
+            return acknowledged, True  # the halves, or the rows behind the dropped one, go next
+        full = len(windows) >= self._limits["windows"] or len(events) >= self._limits["events"]
         return acknowledged, full
 
-    def _refused_for_good(self, exc: UplinkError, items: int, what: str) -> bool:
-        """Return True when ``exc`` refuses ``items`` for good (drop them), else re-raise it.
+    def _send(self, part: str, items: int, send: Callable[[], object]) -> str:
+        """Send one part; return whether it was delivered, dropped, or is to be split.
 
-        A request too large for one item cannot be split further: that is for good too.
+        Raises
+        ------
+        UplinkError
+            The part may be delivered later (an outage, throttling, an answer that is not the
+            control plane's own refusal): it stays in the spool, its limit unchanged.
         """
-        if self._too_large(exc):
+        try:
+            send()
+        except UplinkError as exc:
+            splittable = self._too_large(exc) or (isinstance(exc, RefusedError) and exc.permanent)
+            if not splittable:
+                raise
             if items > 1:
-                raise exc
-        elif not (isinstance(exc, RefusedError) and exc.permanent):
-            raise exc
-        log.warning(
-            "dropping %d %s the control plane refused for good (they are counted as dropped): %s",
-            items,
-            what,
-            exc,
-        )
-        return True
+                self._limits[part] = max(1, items // 2)
+                log.info("%d %s refused (%s); now sending at most %d", items, part, exc, items // 2)
+                return _SPLIT
+            if isinstance(exc, RefusedError) and not exc.permanent:
+                raise  # a 413 without the server's error shape: not the server's own judgement
+            log.warning(
+                "dropping %d %s the control plane refused for good (counted as dropped): %s",
+                items,
+                part,
+                exc,
+            )
+            return _DROPPED
+        return _DELIVERED
+
+    def _settle(self, batch: BatchLike, outcome: dict[str, str]) -> None:
+        """Acknowledge delivered parts and drop refused ones (each part on its own)."""
+        delivered = {part for part, result in outcome.items() if result == _DELIVERED}
+        dropped = {part for part, result in outcome.items() if result == _DROPPED}
+        with self.lock:
+            if dropped:
+                self.spool.drop(batch, windows="windows" in dropped, events="events" in dropped)
+            if delivered:
+                self.spool.ack(batch, windows="windows" in delivered, events="events" in delivered)
+        for part in dropped:  # the item at fault is gone: full batches again
+            self._limits[part] = self._maxima[part]
 
     def drain(self) -> int:
         """Upload batches until the spool is empty; return the items acknowledged.

@@ -1,9 +1,10 @@
 """A durable telemetry and event spool on the device: SQLite, bounded by a byte budget.
 
 Windows and events wait here until the control plane has acknowledged them, so a device
-offline for days loses only what the budget forces out, and counts it. A batch the control
-plane refuses for good (a 4xx about its content) is dropped and counted the same way
-(:meth:`Spool.drop`), so one bad row never blocks the rows behind it. Each add is one SQLite
+offline for days loses only what the budget forces out, and counts it. An item the control
+plane refuses for good (the uploader splits a refused batch down to the item at fault) is
+dropped and counted the same way (:meth:`Spool.drop`), so one bad row never blocks the rows
+behind it, nor the good rows sent with it. Each add is one SQLite
 transaction: the row, the evictions it forces and the drop counters commit together or not at
 all.
 
@@ -146,14 +147,21 @@ class Spool:
 
         return self._transaction(read)
 
-    def ack(self, batch: SpoolBatch) -> None:
-        """Delete what the control plane acknowledged (rows already evicted are skipped)."""
+    def ack(self, batch: SpoolBatch, *, windows: bool = True, events: bool = True) -> None:
+        """Delete what the control plane acknowledged (rows already evicted are skipped).
+
+        ``windows`` and ``events`` say which part of ``batch`` was acknowledged.
+        """
 
         def delete(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "DELETE FROM windows WHERE id = ?", [(i,) for i in batch.window_rowids]
-            )
-            conn.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in batch.event_rowids])
+            if windows:
+                conn.executemany(
+                    "DELETE FROM windows WHERE id = ?", [(i,) for i in batch.window_rowids]
+                )
+            if events:
+                conn.executemany(
+                    "DELETE FROM events WHERE id = ?", [(i,) for i in batch.event_rowids]
+                )
 
         self._transaction(delete)
 

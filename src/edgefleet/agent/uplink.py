@@ -58,14 +58,27 @@ class RefusedError(UplinkError):
         The server's error message (``{"error": ...}`` of its body), or the body's start.
     server_code
         The server's domain error code, when it sent one (``code`` stays the agent's).
+    from_server
+        Whether the body had the control plane's error shape (a JSON object with string
+        ``error`` and ``code``); an answer from something else on the way (a reverse proxy's
+        HTML 404, a load balancer's 502) does not.
     """
 
-    def __init__(self, status: int, message: str, code: str = "", *, what: str = "") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str = "",
+        *,
+        what: str = "",
+        from_server: bool = False,
+    ) -> None:
         prefix = f"{what}: " if what else ""
         super().__init__(f"{prefix}the control plane answered HTTP {status}: {message}")
         self.status = status
         self.message = message
         self.server_code = code
+        self.from_server = from_server
 
     @property
     def retryable(self) -> bool:
@@ -74,12 +87,27 @@ class RefusedError(UplinkError):
 
     @property
     def permanent(self) -> bool:
-        """Whether the same request would be refused again: a 4xx about the request itself.
+        """Whether the same request would be refused again: the server refused its content.
 
+        Only an answer in the control plane's error shape with a status about the content
+        (400, 413, 422) counts. Anything else may pass later and is retried like an outage:
         401 and 403 are about the credential (it may be restored), 408, 425 and 429 about
-        timing; neither makes the request's content wrong.
+        timing, and a 404 or 405 in HTML (or any answer without the error shape) comes from
+        something misconfigured on the way, not from the control plane judging the request.
+        A 413 is permanent for one item only; the uploader splits larger batches first.
+
+        >>> RefusedError(422, "bad", "validation", from_server=True).permanent
+        True
+        >>> RefusedError(404, "<html>Not Found</html>").permanent
+        False
+        >>> RefusedError(404, "no such route", "not_found", from_server=True).permanent
+        False
         """
-        return 400 <= self.status < 500 and self.status not in (401, 403, 408, 425, 429)
+        return self.from_server and self.status in _CONTENT_REFUSALS
+
+
+_CONTENT_REFUSALS = frozenset({400, 413, 422})
+"""Statuses that, in the control plane's error shape, refuse a request for its content."""
 
 
 class CredentialRejectedError(RefusedError):
@@ -287,25 +315,30 @@ class Uplink:
             detail = str(exc) or type(exc).__name__
             raise UplinkError(f"{what}: cannot reach {self.server_url}: {detail}") from exc
         if response.status_code in (401, 403):
-            message, code = _error_message(response)
-            raise CredentialRejectedError(response.status_code, message, code, what=what)
+            message, code, shaped = _error_message(response)
+            raise CredentialRejectedError(
+                response.status_code, message, code, what=what, from_server=shaped
+            )
         if not 200 <= response.status_code < 300 and response.status_code != 304:
-            message, code = _error_message(response)
-            raise RefusedError(response.status_code, message, code, what=what)
+            message, code, shaped = _error_message(response)
+            raise RefusedError(response.status_code, message, code, what=what, from_server=shaped)
         return response
 
 
-def _error_message(response: httpx.Response) -> tuple[str, str]:
+def _error_message(response: httpx.Response) -> tuple[str, str, bool]:
+    """The answer's message, the server's error code, and whether it had the error shape."""
     try:
         data = response.json()
     except ValueError:
         data = None
     if isinstance(data, dict):
+        if isinstance(data.get("error"), str) and isinstance(data.get("code"), str):
+            return data["error"], data["code"], True
         for key in ("error", "detail", "message"):
             if isinstance(data.get(key), str):
-                return data[key], str(data.get("code", ""))
+                return data[key], str(data.get("code", "")), False
     text = response.text.strip()
-    return (text[:200] or response.reason_phrase or "no message"), ""
+    return (text[:200] or response.reason_phrase or "no message"), "", False
 
 
 def _parse(model: type[_M], response: httpx.Response, what: str) -> _M:

@@ -76,3 +76,26 @@ def test_an_event_too_large_for_the_server_alone_is_dropped_and_the_rest_goes(
     with live.operator() as op:
         stored = op.get("/events", params={"device_id": device["device_id"]}).json()
     assert sorted(e["kind"] for e in stored) == ["telemetry_dropped", "verified"]
+
+
+def test_one_bad_window_among_several_is_isolated_and_alone_dropped(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    device = live.enroll()
+    with (
+        Spool(tmp_path / "spool.db") as spool,
+        Uplink(live.url, credential=device["credential"], timeout_s=30) as uplink,
+    ):
+        uploader = Uploader(spool, uplink, EventLog(spool), max_windows=8)
+        for i in range(8):
+            if i == 5:
+                spool.add_window(_window("unreadable", {"not": "a snapshot"}))
+            else:
+                spool.add_window(_window(f"good-window-{i}", _good_snapshot()))
+        # The server refuses the batch of 8 for the one window; halving finds it.
+        assert uploader.drain() == 7  # the seven good windows, each acknowledged
+        assert spool.counters()["dropped_windows"] == 1
+        assert spool.pending().windows == []
+        assert uploader.max_windows == 8
+    with live.operator() as op:
+        assert op.get("/telemetry").json()["dropped_windows"] == 1

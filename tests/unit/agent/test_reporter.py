@@ -163,3 +163,36 @@ def test_drops_are_reported_even_when_no_window_is_left_to_send(
             assert control_plane.batches[0].dropped_total == 1
             uploader.drain()  # nothing new: no second empty batch
             assert len(control_plane.batches) == 1
+
+
+def test_an_html_404_from_something_on_the_way_drops_nothing_and_is_retried(
+    spool: Spool, model: Model, control_plane: LoopbackControlPlane
+) -> None:
+    collector = WindowCollector(spool)
+    collector.attach(model)
+    events = EventLog(spool)
+    for i in range(3):
+        model.predict({"x": X})
+        collector.close_window()
+        events.emit("verified", detail=str(i))
+    with _uplink(control_plane) as uplink:
+        uploader = Uploader(spool, uplink, events)
+        # A misconfigured reverse proxy: HTML, not the control plane's error shape.
+        control_plane.overrides["/telemetry"] = (404, b"<html>404 Not Found</html>")
+        control_plane.overrides["/events"] = (405, b"<html>405 Not Allowed</html>")
+        for _ in range(3):
+            with pytest.raises(RefusedError, match="HTTP 404"):
+                uploader.drain()
+        assert len(spool.pending().windows) == 3  # nothing dropped
+        assert len(spool.pending().events) == 3
+        assert spool.dropped_total == 0
+        del control_plane.overrides["/telemetry"]
+        with pytest.raises(RefusedError, match="HTTP 405"):
+            uploader.drain()  # the windows went; the events wait
+        assert spool.pending().windows == []
+        assert len(spool.pending().events) == 3
+        del control_plane.overrides["/events"]
+        assert uploader.drain() == 3
+    assert len(control_plane.windows) == 3
+    assert len(control_plane.events) == 3
+    assert spool.dropped_total == 0
