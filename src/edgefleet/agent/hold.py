@@ -25,6 +25,8 @@ from typing import Any
 
 from edgefleet.agent._files import read_json, write_json_atomic
 from edgefleet.agent.reporter import EventLog
+from edgefleet.errors import ProtocolError
+from edgefleet.runtime.oip.bounded_json import loads_bounded
 from edgefleet.runtime.oip.http import Request, Response
 from edgefleet.runtime.oip.status import error_body
 
@@ -175,9 +177,9 @@ def _reason_of(body: bytes) -> str:
     if not body.strip():
         return ""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"hold body is not JSON: {exc}") from None
+        data = loads_bounded(body, max_depth=1, what="hold body")
+    except ProtocolError as exc:  # not JSON, or nested deeper than a flat object
+        raise ValueError(str(exc)) from None
     if not isinstance(data, dict):
         raise ValueError('hold body must be a JSON object such as {"reason": "recording"}')
     unknown = sorted(set(data) - {"reason"})

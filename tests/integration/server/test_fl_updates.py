@@ -159,11 +159,17 @@ def digits_onnx() -> bytes:
     return task.to_onnx(task.build_model(seed=0))
 
 
+BACKENDS = pytest.mark.parametrize("fleet", ["sqlite", "postgresql"], indirect=True)
+"""Run a test on a PostgreSQL database as well as on SQLite (the default)."""
+
+
 @pytest.fixture
-def fleet(tmp_path: Path, digits_onnx: bytes) -> Iterator[Fleet]:
+def fleet(tmp_path: Path, digits_onnx: bytes, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     data_dir = tmp_path / "server"
-    token = initialize(data_dir).operator_token
-    ctx = build_context(load_settings(data_dir, fl_eval_s=3600.0))
+    on_postgres = getattr(request, "param", "sqlite") == "postgresql"
+    url = request.getfixturevalue("postgres_url") if on_postgres else None
+    token = initialize(data_dir, database_url=url).operator_token
+    ctx = build_context(load_settings(data_dir, fl_eval_s=3600.0, database_url=url))
     serving = _serve(ctx)
     try:
         assert ctx.store.try_lock(FL_LOCK, "tests", 3600.0, time.time())
@@ -249,7 +255,7 @@ def test_bad_updates_are_refused_with_stored_reasons_and_the_good_one_is_aggrega
         "bad_metrics": (
             devices["bad_metrics"].upload(job.job_id, good, metrics="{loss: 0.5"),
             400,
-            "the update's metrics header is not JSON",
+            "the update's metrics header is not valid JSON",
         ),
     }
     for name, (response, status, reason) in bad.items():
@@ -318,6 +324,44 @@ def test_bad_updates_are_refused_with_stored_reasons_and_the_good_one_is_aggrega
     assert by_device[devices["nan"].device_id]["state"] == "rejected"
     assert "finite values only" in by_device[devices["nan"].device_id]["reason"]
     assert by_device[outsider.device_id]["state"] == "refused"
+
+
+@BACKENDS
+@pytest.mark.parametrize(
+    ("metrics", "reason"),
+    [
+        ("[" * 2000, "the update's metrics header nests JSON 2000 levels deep; at most 1"),
+        ('{"loss": [[0.5]]}', "the update's metrics header nests JSON 3 levels deep; at most 1"),
+        (
+            '{"loss": 0.5' + " " * 5000 + "}",
+            "the update's metrics header is 5013 characters long; at most 4096 are read",
+        ),
+    ],
+    ids=["deep", "nested", "long"],
+)
+def test_a_metrics_header_too_deep_or_too_long_is_refused_and_the_round_goes_on(
+    fleet: Fleet, metrics: str, reason: str
+) -> None:
+    bad, good = fleet.enroll(), fleet.enroll()
+    job = fleet.start(per_round=2, min_results=1)
+    opened_at = time.time()
+    fleet.step(job.job_id, opened_at)
+    update = DenseCodec().encode(_update(NUM_PARAMS))
+
+    refused = bad.upload(job.job_id, update, metrics=metrics)
+
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "protocol.malformed"
+    assert reason in refused.json()["error"]
+    stored = fleet.part(job.job_id, bad)
+    assert (stored.state, stored.payload_sha256) == ("rejected", None)
+    assert reason in stored.reason
+    taken = good.upload(job.job_id, update, metrics='{"loss": 0.5}')
+    assert taken.status_code == 200, taken.text
+    fleet.step(job.job_id, opened_at + 1)  # every selected device has answered: it closes
+    closed = fleet.ctx.store.get_fl_round(job.job_id, 1)
+    assert closed is not None
+    assert closed.state != "open"
 
 
 def test_a_refused_second_update_is_not_kept_on_the_server(fleet: Fleet) -> None:

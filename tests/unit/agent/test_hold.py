@@ -114,7 +114,8 @@ def test_the_endpoint_takes_shows_and_releases_the_hold(
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"{nope", "hold body is not JSON"),
+        (b"{nope", "hold body is not valid JSON"),
+        (b"[" * 2000, "hold body nests JSON 2000 levels deep"),
         (b'["x"]', "must be a JSON object"),
         (b'{"reason": 5}', "reason must be a string, got int"),
         (b'{"reason": "x", "until": 3}', "unknown field(s) until"),

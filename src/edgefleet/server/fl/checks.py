@@ -24,7 +24,6 @@ edgefleet.errors.ProtocolError: example count must be in [1, 1000000000], got 0
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -32,12 +31,15 @@ import numpy as np
 from edgefleet.errors import PayloadTooLargeError, ProtocolError
 from edgefleet.federated import codec_from_spec
 from edgefleet.federated.compression import PayloadError
+from edgefleet.runtime.oip.bounded_json import loads_bounded
 from edgefleet.server.fl.spec import max_update_bytes
 
-__all__ = ["MAX_EXAMPLES", "check_examples", "check_metrics", "decode_update"]
+__all__ = ["MAX_EXAMPLES", "MAX_METRICS_HEADER", "check_examples", "check_metrics", "decode_update"]
 
 MAX_EXAMPLES = 10**9
 """The largest example count an update may claim."""
+MAX_METRICS_HEADER = 4096
+"""The longest metrics header read (32 metrics with 64-character names fit with room)."""
 
 
 def check_examples(header: str | None) -> int:
@@ -54,13 +56,25 @@ def check_examples(header: str | None) -> int:
 
 
 def check_metrics(header: str | None) -> dict[str, float]:
-    """The device's training metrics (``X-Edgefleet-Metrics``: a JSON object of numbers)."""
+    """The device's training metrics (``X-Edgefleet-Metrics``: a JSON object of numbers).
+
+    The header's length is bounded, and so is its nesting (a flat object) before it is parsed.
+
+    >>> check_metrics("[" * 2000)
+    Traceback (most recent call last):
+    ...
+    edgefleet.errors.ProtocolError: the update's metrics header nests JSON 2000 levels deep; ...
+    """
     if not header:
         return {}
-    try:
-        data = json.loads(header)
-    except ValueError:
-        raise ProtocolError("the update's metrics header is not JSON") from None
+    if len(header) > MAX_METRICS_HEADER:
+        raise ProtocolError(
+            f"the update's metrics header is {len(header)} characters long; "
+            f"at most {MAX_METRICS_HEADER} are read"
+        )
+    data = loads_bounded(
+        header.encode("utf-8", "surrogateescape"), max_depth=1, what="the update's metrics header"
+    )
     if not isinstance(data, dict) or len(data) > 32:
         raise ProtocolError("the update's metrics must be a JSON object of at most 32 numbers")
     out: dict[str, float] = {}
