@@ -36,16 +36,20 @@ so a client turns an error body back into the error the server raised.
     │   └── ExpiredError                trust.expired
     ├── CompatibilityError              model.incompatible
     ├── SmokeTestError                  model.smoke_test
-    └── UplinkError                     agent.uplink
+    ├── UplinkError                     agent.uplink
+    ├── DataDirInUseError               agent.data_dir_in_use
+    └── BindError                       agent.bind
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "BindError",
     "CompatibilityError",
     "ConfigurationError",
     "ConflictError",
+    "DataDirInUseError",
     "DowngradeError",
     "EdgefleetError",
     "ExpiredError",
@@ -272,6 +276,28 @@ class UplinkError(EdgefleetError):
     """The agent could not reach the control plane, or the control plane refused a request."""
 
     code = "agent.uplink"
+
+
+class DataDirInUseError(EdgefleetError):
+    """Another process holds an agent data dir's lock (another agent runs on it).
+
+    Attributes
+    ----------
+    holder
+        The PID of the holder, when it could be read.
+    """
+
+    code = "agent.data_dir_in_use"
+
+    def __init__(self, message: str, *, holder: int | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class BindError(EdgefleetError):
+    """A local server (the agent's inference endpoint) cannot listen on its address."""
+
+    code = "agent.bind"
 
 
 def error_classes() -> list[type[EdgefleetError]]:

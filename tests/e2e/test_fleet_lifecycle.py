@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgefleet.cli.exit_codes import EXIT_TIMED_OUT
 from edgefleet.protocol.v1 import API_PREFIX
 from edgefleet.testing.fleet import ServerProcess
 
@@ -53,7 +54,7 @@ def test_deploy_wait_reports_progress_then_names_the_stragglers_on_timeout(
 
         agents[1].stop()
         late = cli(server, "deploy", f"{MODEL}@2", "--to", "", "--wait", "--timeout", "5")
-        assert late.returncode == 1, late.stdout
+        assert late.returncode == EXIT_TIMED_OUT, late.stdout
         assert late.stderr.startswith("error: after 5 s")
         assert f"{ids[1]} ({MODEL}@1, " in late.stderr  # the stopped agent still runs @1
 

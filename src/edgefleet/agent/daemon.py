@@ -46,7 +46,7 @@ from edgefleet.agent.sync import ControlLoops
 from edgefleet.agent.trust import AgentTrust
 from edgefleet.agent.updater import Updater
 from edgefleet.agent.uplink import Uplink
-from edgefleet.errors import EdgefleetError
+from edgefleet.errors import BindError, EdgefleetError
 from edgefleet.protocol.v1 import Inventory
 from edgefleet.runtime import ModelRepository
 from edgefleet.runtime.oip import HTTPServer, InferenceService, make_server
@@ -57,12 +57,6 @@ log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _JOIN_S = 5.0
-
-
-class BindError(EdgefleetError):
-    """The local inference server cannot listen on the serve address."""
-
-    code = "agent.bind"
 
 
 def _noted(signum: int, frame: FrameType | None) -> None:

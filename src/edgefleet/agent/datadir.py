@@ -22,7 +22,7 @@ True
 >>> DataDirLock.acquire(folder)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-edgefleet.agent.datadir.DataDirInUseError: data dir ... is in use by another agent (pid ...); ...
+edgefleet.errors.DataDirInUseError: data dir ... is in use by another agent (pid ...); ...
 >>> lock.release()
 >>> DataDirLock.acquire(folder).release()
 """
@@ -36,26 +36,20 @@ import os
 import shutil
 from pathlib import Path
 
-from edgefleet.errors import ConfigurationError, EdgefleetError
+from edgefleet.errors import ConfigurationError, DataDirInUseError
 
 __all__ = ["LOCK_NAME", "DataDirInUseError", "DataDirLock"]
 
 LOCK_NAME = "agent.lock"
 
 
-class DataDirInUseError(EdgefleetError):
-    """Another process holds the data dir's lock (another agent runs on it)."""
-
-    code = "agent.data_dir_in_use"
-
-    def __init__(self, data_dir: Path, holder: int | None) -> None:
-        who = f"pid {holder}" if holder is not None else "pid unknown"
-        super().__init__(
-            f"data dir {str(data_dir)!r} is in use by another agent ({who}); stop it first, "
-            "or give this agent its own --data-dir"
-        )
-        self.data_dir = data_dir
-        self.holder = holder
+def _in_use(data_dir: Path, holder: int | None) -> DataDirInUseError:
+    who = f"pid {holder}" if holder is not None else "pid unknown"
+    return DataDirInUseError(
+        f"data dir {str(data_dir)!r} is in use by another agent ({who}); stop it first, "
+        "or give this agent its own --data-dir",
+        holder=holder,
+    )
 
 
 def _missing_parents(path: Path) -> list[Path]:
@@ -144,7 +138,7 @@ class DataDirLock:
             holder = _holder(handle)
             os.close(handle)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise DataDirInUseError(data_dir, holder) from None
+                raise _in_use(data_dir, holder) from None
             if created:
                 path.unlink(missing_ok=True)
             _remove(created)

@@ -18,7 +18,7 @@ from edgefleet.agent.settings import AgentSettings
 from edgefleet.agent.state import Credential
 from edgefleet.agent.trust import AgentTrust
 from edgefleet.agent.uplink import RefusedError, Uplink
-from edgefleet.errors import ConfigurationError, UplinkError
+from edgefleet.errors import AuthError, ConfigurationError, UplinkError
 from edgefleet.protocol.v1 import EnrollRequest, Inventory
 
 __all__ = ["EnrollmentRefusedError", "StoppedError", "ensure_enrolled", "stored_credential"]
@@ -26,8 +26,12 @@ __all__ = ["EnrollmentRefusedError", "StoppedError", "ensure_enrolled", "stored_
 log = logging.getLogger(__name__)
 
 
-class EnrollmentRefusedError(UplinkError):
-    """The control plane refused the enrolment token (unknown, expired or used up) or request."""
+class EnrollmentRefusedError(AuthError, UplinkError):
+    """The control plane refused the enrolment token (unknown, expired or used up) or request.
+
+    An :class:`~edgefleet.errors.AuthError` first (its exit code is the refused token's), and
+    an :class:`~edgefleet.errors.UplinkError` for what handles the uplink's failures.
+    """
 
 
 class StoppedError(Exception):

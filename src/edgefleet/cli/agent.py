@@ -10,7 +10,9 @@ Exit codes:
 * 4: the serve address cannot be bound;
 * 6: the control plane refused the enrolment token (unknown, expired or used up);
 * 8: another agent runs on the data dir (the message names its PID); nothing in the data dir
-  was read or written.
+  was read or written;
+* any other error exits with its code from :mod:`edgefleet.cli.exit_codes` (11 for a failed
+  verification, for example), never 1 unless it is unexpected.
 
 A data dir that is a regular file, or cannot be created or read, is a bad setting (2).
 
@@ -31,11 +33,11 @@ from pydantic import ValidationError
 from edgefleet.cli.exit_codes import (
     EXIT_ADDRESS,
     EXIT_AUTH,
-    EXIT_DATA_DIR_IN_USE,
     EXIT_ERROR,
     EXIT_USAGE,
+    exit_code_for,
 )
-from edgefleet.errors import ConfigurationError, EdgefleetError
+from edgefleet.errors import EdgefleetError
 
 __all__ = [
     "EXIT_ADDRESS",
@@ -114,9 +116,7 @@ def agent_command(
     serve address cannot be bound; 6 the enrolment token was refused; 8 another agent runs on
     the data dir (one agent per data dir).
     """
-    from edgefleet.agent.daemon import Agent, BindError
-    from edgefleet.agent.datadir import DataDirInUseError
-    from edgefleet.agent.enrollment import EnrollmentRefusedError
+    from edgefleet.agent.daemon import Agent
     from edgefleet.agent.settings import AgentSettings
 
     level = getattr(logging, log_level.upper(), None)
@@ -144,13 +144,5 @@ def agent_command(
     agent = Agent(settings, announce=lambda line: typer.echo(line, err=True))
     try:
         agent.run()
-    except DataDirInUseError as exc:
-        _fail(str(exc), EXIT_DATA_DIR_IN_USE)
-    except BindError as exc:
-        _fail(str(exc), EXIT_ADDRESS)
-    except EnrollmentRefusedError as exc:
-        _fail(str(exc), EXIT_ENROLL_REFUSED)
-    except ConfigurationError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except EdgefleetError as exc:
-        _fail(str(exc), EXIT_ERROR)
+    except EdgefleetError as exc:  # codes come from the one table (exit_codes.BY_ERROR)
+        _fail(str(exc), exit_code_for(exc))

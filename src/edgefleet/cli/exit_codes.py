@@ -21,6 +21,7 @@ code name                     meaning
 10   ``EXIT_CONFLICT``        the request conflicts with what is stored or running
 11   ``EXIT_VERIFICATION``    signed metadata or downloaded bytes failed verification
 12   ``EXIT_SERVER``          the control plane was reached but failed (its database); retry
+13   ``EXIT_TIMED_OUT``       timed out waiting (``deploy --wait``: devices not yet serving)
 130  ``EXIT_INTERRUPTED``     interrupted (Ctrl-C)
 ==== ======================== ==================================================================
 """
@@ -31,9 +32,11 @@ from typing import Final
 
 from edgefleet.errors import (
     AuthError,
+    BindError,
     CompatibilityError,
     ConfigurationError,
     ConflictError,
+    DataDirInUseError,
     EdgefleetError,
     InferenceError,
     InputError,
@@ -64,6 +67,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_SERVER",
     "EXIT_TARGET",
+    "EXIT_TIMED_OUT",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "EXIT_VERIFICATION",
@@ -83,6 +87,7 @@ EXIT_NOT_FOUND: Final = 9
 EXIT_CONFLICT: Final = 10
 EXIT_VERIFICATION: Final = 11
 EXIT_SERVER: Final = 12
+EXIT_TIMED_OUT: Final = 13
 EXIT_INTERRUPTED: Final = 130
 
 BY_ERROR: Final[dict[type[EdgefleetError], int]] = {
@@ -105,6 +110,8 @@ BY_ERROR: Final[dict[type[EdgefleetError], int]] = {
     ConflictError: EXIT_CONFLICT,
     VerificationError: EXIT_VERIFICATION,  # and DowngradeError, ExpiredError
     StoreError: EXIT_SERVER,
+    DataDirInUseError: EXIT_DATA_DIR_IN_USE,
+    BindError: EXIT_ADDRESS,
 }
 """Exit code per error class; a subclass not listed takes its nearest listed parent's code."""
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edgefleet.cli.exit_codes import EXIT_TIMED_OUT
 from edgefleet.cli.operator_client import OperatorClient
 from edgefleet.errors import ConfigurationError
 
@@ -294,7 +295,7 @@ def deploy(
 
     Refused while a rollout or federated job is active on any of those devices, and when the
     selector matches no device (unless --allow-empty). With --wait it reports progress until
-    every targeted device serves the version, and exits 1 naming the stragglers on --timeout.
+    every targeted device serves the version, and exits 13 naming the stragglers on --timeout.
     """
     from edgefleet.cli.lifecycle import wait_for_deployment
 
@@ -326,7 +327,7 @@ def deploy(
             f"{name}@{version}: {names}",
             err=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_TIMED_OUT)
     if not as_json:
         typer.echo(f"every targeted device serves {name}@{version}")
 

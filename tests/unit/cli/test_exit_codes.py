@@ -76,3 +76,43 @@ def test_every_exit_code_is_in_the_docs_table_with_its_number() -> None:
     }
     assert documented == defined
     assert set(BY_ERROR.values()) <= {int(n) for n in defined}
+
+
+def test_the_agents_own_errors_take_their_codes_from_the_one_table() -> None:
+    from edgefleet.agent.enrollment import EnrollmentRefusedError
+    from edgefleet.cli.exit_codes import EXIT_ADDRESS, EXIT_AUTH, EXIT_DATA_DIR_IN_USE
+    from edgefleet.errors import BindError, DataDirInUseError
+
+    assert exit_code_for(DataDirInUseError("in use by pid 7")) == EXIT_DATA_DIR_IN_USE == 8
+    assert exit_code_for(BindError("cannot listen on 127.0.0.1:1")) == EXIT_ADDRESS
+    assert exit_code_for(EnrollmentRefusedError("token used up")) == EXIT_AUTH
+
+
+def test_edgefleet_agent_exits_with_the_tables_code_for_any_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from edgefleet.agent.daemon import Agent
+    from edgefleet.cli.exit_codes import EXIT_VERIFICATION
+    from edgefleet.cli.main import app
+    from edgefleet.errors import VerificationError
+
+    def run(self: Agent) -> None:
+        raise VerificationError("root metadata signature does not verify")
+
+    monkeypatch.setattr(Agent, "run", run)
+    result = CliRunner().invoke(
+        app,
+        [
+            "agent",
+            "--server",
+            "http://127.0.0.1:9",
+            "--enroll-token",
+            "t" * 16,
+            "--data-dir",
+            str(tmp_path / "agent"),
+        ],
+    )
+    assert result.exit_code == EXIT_VERIFICATION, result.output
+    assert "signature does not verify" in result.output
