@@ -8,8 +8,10 @@ truncates connections. Each test states what must hold afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -309,6 +311,17 @@ def test_agents_reconnect_after_a_server_restart_and_no_window_is_lost_or_double
     assert {d: merged_count(server, d) for d in ids} == sent
 
 
+def windows_spooled(agent: AgentProcess) -> int:
+    """How many telemetry windows the agent has ever written to its spool (evicted included).
+
+    The spool's row ids are AUTOINCREMENT, so SQLite's sequence only grows.
+    """
+    uri = f"file:{agent.data_dir / 'spool.db'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30.0)) as conn:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'windows'").fetchone()
+    return int(row[0]) if row else 0
+
+
 SMALL_SPOOL = 2500
 """A spool budget of a few telemetry windows (one window is roughly 0.6 kB of JSON)."""
 
@@ -339,11 +352,15 @@ def test_the_spool_carries_windows_across_an_outage_and_counts_what_its_budget_d
 
     server.stop()
     sent = 0
-    for _ in range(6):  # six bursts, 1 s apart: windows of 1 s each pile up in the spools
+    for _ in range(6):  # six bursts, each in a telemetry window of its own, pile up in the spools
         infer(roomy, digits, 10)
         infer(tiny, digits, 10)
         sent += 10
-        time.sleep(1.0)  # telemetry windows are 1 s of the agent's clock: one burst per window
+        spooled = [(agent, windows_spooled(agent)) for agent in (roomy, tiny)]
+        wait_for(
+            "the burst's windows to close into the spools",
+            lambda: all(windows_spooled(a) > n for a, n in spooled),  # noqa: B023
+        )
     restarted = stack.enter_context(ServerProcess.start(tmp_path / "server", port=port))
 
     wait_for("the roomy spool's windows", lambda: merged_count(restarted, ids[0]) == sent)
