@@ -3,9 +3,11 @@
 ``pip install edgefleet`` is what a device needs. The control plane, training, Ray and the
 privacy accountant come with extras. A command that needs one runs its work inside
 :func:`extras_needed`: it checks first that the extra's modules are importable (without
-importing them), and turns any import of a missing third-party module during the command into
-a :class:`~edgefleet.errors.MissingExtraError` (exit 2) that names the extra to install,
-instead of a traceback.
+importing them), and turns a failed import of one of those modules (listed in :data:`EXTRAS`
+for the extras the command needs) during the command into a
+:class:`~edgefleet.errors.MissingExtraError` (exit 2) that names the extra to install, instead
+of a traceback. Any other ``ImportError`` is not the extra's to explain and propagates as it is
+(a bug, or a broken environment the hint would hide).
 """
 
 from __future__ import annotations
@@ -82,24 +84,38 @@ def extras_needed(command: str, *extras: str) -> Iterator[None]:
 
 @contextmanager
 def missing_extra_hint(command: str, *extras: str) -> Iterator[None]:
-    """Turn a failed import of a third-party module in the body into :class:`MissingExtraError`.
+    """Turn a failed import of a module of ``extras`` in the body into :class:`MissingExtraError`.
 
-    Also an ``ImportError`` raised from one (``raise ImportError(hint) from exc``). Imports of
-    edgefleet's own modules and other errors pass through unchanged.
+    Also an ``ImportError`` raised from one (``raise ImportError(hint) from exc``). Only the
+    modules :data:`EXTRAS` lists for ``extras`` (and their submodules) count: the failed import
+    of any other module, edgefleet's own included, and other errors pass through unchanged.
 
     Examples
     --------
-    >>> with missing_extra_hint("edgefleet fl simulate", "train"):
-    ...     import torch_that_is_not_there
+    >>> import sys
+    >>> sys.modules["dp_accounting"] = None  # what a bare install looks like to the import
+    >>> try:
+    ...     with missing_extra_hint("edgefleet fl simulate", "privacy"):
+    ...         import dp_accounting
+    ... finally:
+    ...     del sys.modules["dp_accounting"]
     Traceback (most recent call last):
-    edgefleet.errors.MissingExtraError: edgefleet fl simulate needs the 'train' extra, not \
-installed here (no module torch_that_is_not_there): pip install 'edgefleet[train]'
+    edgefleet.errors.MissingExtraError: edgefleet fl simulate needs the 'privacy' extra, not \
+installed here (no module dp_accounting): pip install 'edgefleet[privacy]'
+
+    A module that no extra of the command installs is not the extra's fault:
+
+    >>> with missing_extra_hint("edgefleet fl simulate", "train"):
+    ...     import module_that_is_not_there
+    Traceback (most recent call last):
+    ModuleNotFoundError: No module named 'module_that_is_not_there'
     """
+    provided = {module for extra in extras for module in EXTRAS[extra]}
     try:
         yield
     except ImportError as exc:
         name = _missing_module(exc)
-        if name is None:
+        if name is None or name not in provided:
             raise
         raise MissingExtraError.of(command, extras, [name]) from None
 

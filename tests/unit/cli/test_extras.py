@@ -133,3 +133,27 @@ def test_a_missing_module_found_only_while_running_still_gets_the_hint(tmp_path:
         "error: edgefleet fl simulate needs the 'train' extra, not installed here (no module "
         "torch): pip install 'edgefleet[train]'"
     ]
+
+
+def test_only_a_module_of_the_commands_extras_is_turned_into_an_install_hint() -> None:
+    from edgefleet.cli.extras import missing_extra_hint
+    from edgefleet.errors import MissingExtraError
+
+    def fail_importing(name: str) -> None:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    hint = r"pip install 'edgefleet\[server,train\]'"
+    with (
+        pytest.raises(MissingExtraError, match=hint),
+        missing_extra_hint("edgefleet demo", "server", "train"),
+    ):
+        fail_importing("sklearn.linear_model")
+    # yaml is a base dependency and ray an extra the demo does not need: a missing one is a
+    # broken environment or a bug, which the hint would hide
+    for other in ("yaml", "ray", "edgefleet.server"):
+        with (
+            pytest.raises(ModuleNotFoundError) as info,
+            missing_extra_hint("edgefleet demo", "server", "train"),
+        ):
+            fail_importing(other)
+        assert info.value.name == other
