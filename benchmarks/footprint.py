@@ -39,11 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import save
+from edgefleet.testing.models import build_matmul_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 _MiB = 2**20
@@ -61,24 +60,6 @@ for _ in range(100):
     session.run(None, {"x": np.random.rand(1, 16).astype(np.float32)})
 print(open("/proc/self/status").read())
 """
-
-
-def build_tiny_model(path: Path) -> Path:
-    weights = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 4])],
-        [numpy_helper.from_array(weights, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
 
 
 def make_venv(where: Path) -> Path:
@@ -258,7 +239,7 @@ def main() -> None:
         print(f"installing {ROOT} (no extras) into {venv} ...", flush=True)
         python = make_venv(venv)
         root, sizes, packages, onnx_installed = site_packages(python)
-        model = build_tiny_model(work / "tiny.onnx")
+        model = build_matmul_classifier(work)
         agent = import_agent(python)
         base = baseline_rss(python, model)
         served = serve_and_measure(python, model, args.idle_seconds, args.starts)

@@ -31,34 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe, interleaved, save
 from edgefleet.runtime import load
-from edgefleet.testing.models import build_digits_classifier, build_resnet18, digits_data
+from edgefleet.testing.models import (
+    build_digits_classifier,
+    build_matmul_classifier,
+    build_resnet18,
+    digits_data,
+)
 
 POOL = 256  # distinct input arrays cycled through on each side
-
-
-def build_matmul(path: Path) -> Path:
-    weights = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
-        ],
-        "matmul",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 4])],
-        [numpy_helper.from_array(weights, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
 
 
 def measure(
@@ -122,7 +107,7 @@ def main() -> None:
     targets: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "matmul"):
-            matmul = build_matmul(Path(tmp) / "matmul16x4.onnx")
+            matmul = build_matmul_classifier(Path(tmp))
             rows["matmul"] = measure(matmul, pool_of((1, 16)), rounds // 2, 4096, defaults=True)
             targets["matmul"] = 1.0
         if args.only in (None, "digits"):
