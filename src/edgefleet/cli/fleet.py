@@ -13,13 +13,15 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edgefleet.cli.exit_codes import EXIT_TIMED_OUT
-from edgefleet.cli.operator_client import OperatorClient
 from edgefleet.errors import ConfigurationError
+
+if TYPE_CHECKING:  # imported when a command runs: httpx is not for `serve` or `agent`
+    from edgefleet.cli.operator_client import OperatorClient
 
 __all__ = ["device_app", "enroll_token_app", "model_app", "register"]
 
@@ -48,6 +50,8 @@ enroll_token_app = typer.Typer(
 
 
 def _client(server: str, token: str, ca_file: Path | None) -> OperatorClient:
+    from edgefleet.cli.operator_client import OperatorClient
+
     return OperatorClient(server, token, ca_file=ca_file)
 
 

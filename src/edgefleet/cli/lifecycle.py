@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,8 +26,10 @@ from edgefleet.cli.fleet import (
     device_app,
     enroll_token_app,
 )
-from edgefleet.cli.operator_client import OperatorClient
 from edgefleet.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from edgefleet.cli.operator_client import OperatorClient
 
 __all__ = [
     "audit",

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from edgefleet.cli.fleet import (
     DEFAULT_SERVER,
@@ -47,6 +46,8 @@ def _read_plan(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigurationError(f"plan file {path} does not exist")
     text = path.read_text(encoding="utf-8")
+    import yaml  # only here: `serve` and `agent` start without it
+
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
