@@ -9,15 +9,42 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
-__all__ = ["JsonFormatter", "LogFormat", "configure_logging"]
+__all__ = ["JsonFormatter", "LogFormat", "configure_logging", "text_fields"]
 
 LogFormat = Literal["text", "json"]
 
 _HANDLER_NAME = "edgefleet-server"
+
+_SAFE = re.compile(r"[A-Za-z0-9_.:@/+,-]+")
+"""A value made only of these characters is written as it is; any other is quoted."""
+
+
+def text_fields(fields: Mapping[str, object]) -> str:
+    r"""``key=value`` pairs for a text log line; a value that is not a plain token is quoted.
+
+    Quoted values are JSON strings: a space, a quote, ``=`` or a control character (a newline
+    that would start a forged line) is escaped, so one call always makes one line and every
+    value reads back unambiguously.
+
+    Examples
+    --------
+    >>> text_fields({"actor": "ops", "target": "digits@2 to region=eu", "n": 3})
+    'actor=ops target="digits@2 to region=eu" n=3'
+    >>> print(text_fields({"target": "x\naudit actor=root", "outcome": ""}))
+    target="x\naudit actor=root" outcome=""
+    """
+    return " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
+
+
+def _text_value(value: object) -> str:
+    text = str(value)
+    return text if _SAFE.fullmatch(text) else json.dumps(text)
 
 
 class JsonFormatter(logging.Formatter):

@@ -2,32 +2,47 @@
 
 :class:`AuditTrail` (an ASGI middleware) records each operator request that changes something
 (any method but GET, HEAD and OPTIONS under ``/api/operator/``) once it is answered: the
-operator token's name as the actor, an action named after the route, the target (the path's
-ids, or what the handler put in ``request.state.audit_target``) and the outcome (``ok`` or the
-status and error it was refused with). Requests refused before a route matched (an unknown
-route) are not recorded. ``GET /api/operator/v1/audit`` pages through the trail.
+operator token's name as the actor, an action named after the route, the target (what the
+handler set with :func:`set_target`, else the path's ids) and the outcome (``ok`` or the status
+and error the client was refused with, the 413 of an oversized body included).
+
+Only operators' actions are stored: a request without a valid operator token (refused 401 or
+403) is counted in :data:`not_operators` and logged as a warning now and then, never stored, so
+no stranger can fill the table. Requests refused before a route matched (an unknown route) are
+not recorded. ``GET /api/operator/v1/audit`` pages through the trail.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgefleet.errors import EdgefleetError
 from edgefleet.protocol.bounds import INT64_MAX
-from edgefleet.server.api.auth import CurrentOperator, context
+from edgefleet.server.api.auth import OPERATOR_NAME, CurrentOperator, context
+from edgefleet.server.api.limits import REFUSAL
 from edgefleet.server.api.params import DEFAULT_LIMIT, Limit, TextQuery
 from edgefleet.server.context import ServerContext
 from edgefleet.server.services import audit
 from edgefleet.server.store.rows import AuditRow
 from edgefleet.server.tokens import hash_token
 
-__all__ = ["AuditEntry", "AuditPage", "AuditTrail", "action_name", "router"]
+__all__ = [
+    "AuditEntry",
+    "AuditPage",
+    "AuditTrail",
+    "NotOperators",
+    "action_name",
+    "not_operators",
+    "router",
+    "set_target",
+]
 
 PREFIX = "/api/operator/v1"
 router = APIRouter(prefix=PREFIX, tags=["operator"])
@@ -36,8 +51,36 @@ Ctx = Annotated[ServerContext, Depends(context)]
 _VERBS = {"POST": "create", "PUT": "set", "PATCH": "update", "DELETE": "delete"}
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_BODY = 4096
-"""How much of an answer is kept to read the error, or the id of what was created, from."""
-_ID_KEYS = ("rollout_id", "job_id", "device_id", "deployment_id", "id")
+"""How much of an answer is kept to read its error from."""
+_TARGET = "audit_target"
+
+
+def set_target(request: Request, target: str) -> None:
+    """Name what the operator's request acts on in its audit entry (e.g. ``digits@2``)."""
+    setattr(request.state, _TARGET, target)
+
+
+class NotOperators:
+    """How many requests to audited routes came without a valid operator token (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> int:
+        """Count one more; returns the count."""
+        with self._lock:
+            self._count += 1
+            return self._count
+
+    @property
+    def count(self) -> int:
+        """Requests counted so far."""
+        return self._count
+
+
+not_operators = NotOperators()
+"""Requests to change something through the operator API refused as not an operator's."""
 
 
 class AuditEntry(BaseModel):
@@ -187,46 +230,44 @@ class AuditTrail:
     def _record(ctx: ServerContext, scope: Scope, template: str, status: int, body: bytes) -> None:
         action, target = action_name(scope["method"], template, scope.get("path_params", {}))
         state = scope.get("state") or {}
-        target = str(state.get("audit_target") or target or _created(body))
+        actor = state.get(OPERATOR_NAME) or _actor(ctx, scope)
+        if actor is None:
+            count = not_operators.add()
+            if _power_of_ten(count):
+                audit.log.warning(
+                    "%d requests to change something through the operator API came without "
+                    "a valid operator token; they are not recorded",
+                    count,
+                )
+            return
+        # what the client got: an oversized body's 413, not what the app said after it
+        status, body = state.get(REFUSAL) or (status, body)
         outcome = "ok" if status < 400 else f"refused {status}{_error(body)}"
         try:
             audit.record(
                 ctx,
-                actor=_actor(ctx, scope),
+                actor=str(actor),
                 action=action,
-                target=target,
+                target=str(state.get(_TARGET) or target),
                 outcome=outcome,
-                detail={"status": status, "path": scope["path"]},
+                detail={
+                    "status": status,
+                    "path": audit.clean(str(scope["path"]), audit.MAX_TARGET),
+                },
             )
         except EdgefleetError as exc:
             audit.log.error("storing the audit entry of %s failed: %s", action, exc)
 
 
-def _created(body: bytes) -> str:
-    """The id (or ``name@version``) of what a successful answer describes, else ``""``.
+def _power_of_ten(n: int) -> bool:
+    """Whether ``n`` is 1, 10, 100, ...
 
-    Only id fields are read: an answer that carries a secret (a new token) never reaches the log.
-
-    >>> _created(b'{"rollout_id": "ro-1", "state": "running"}')
-    'ro-1'
-    >>> _created(b'{"created": true, "model": {"name": "digits", "version": "2"}}')
-    'digits@2'
-    >>> _created(b'{"token": "efe_secret", "id": 7}')
-    '7'
+    >>> [n for n in range(1, 200) if _power_of_ten(n)]
+    [1, 10, 100]
     """
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return ""
-    if not isinstance(data, dict):
-        return ""
-    for key in _ID_KEYS:
-        if isinstance(data.get(key), str | int) and not isinstance(data.get(key), bool):
-            return str(data[key])
-    model = data.get("model")
-    if isinstance(model, dict) and {"name", "version"} <= model.keys():
-        return f"{model['name']}@{model['version']}"
-    return ""
+    while n and n % 10 == 0:
+        n //= 10
+    return n == 1
 
 
 def _error(body: bytes) -> str:
@@ -239,8 +280,11 @@ def _error(body: bytes) -> str:
     return ""
 
 
-def _actor(ctx: ServerContext, scope: Scope) -> str:
-    """The name of the request's operator token ("unauthenticated" if it has none)."""
+def _actor(ctx: ServerContext, scope: Scope) -> str | None:
+    """The name of the request's operator token (None if it has no valid one).
+
+    Read when the request was answered before its route authenticated it (an oversized body).
+    """
     for key, value in scope.get("headers", []):
         if key == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
@@ -251,4 +295,4 @@ def _actor(ctx: ServerContext, scope: Scope) -> str:
                     return "unknown (store failed)"
                 if operator is not None:
                     return operator.name
-    return "unauthenticated"
+    return None

@@ -26,6 +26,7 @@ from edgefleet.protocol.v1 import (
     FLDecline,
     FLUpdateAck,
 )
+from edgefleet.server.api.audit import set_target
 from edgefleet.server.api.auth import CurrentDevice, CurrentOperator, context
 from edgefleet.server.api.params import RoundPath, TextPath
 from edgefleet.server.context import ServerContext
@@ -64,8 +65,9 @@ class JobRequest(BaseModel):
 
 
 @operator_router.post("/jobs", status_code=201)
-def start_job(ctx: Ctx, _: CurrentOperator, body: JobRequest) -> dict[str, Any]:
-    """Start a job; its first round opens within the server's ``fl_eval_s``."""
+def start_job(ctx: Ctx, _: CurrentOperator, body: JobRequest, request: Request) -> dict[str, Any]:
+    """Start a job; its first round opens within the server's ``fl_eval_s`` (its id is audited)."""
+    set_target(request, f"{body.model}@{body.version} to {body.selector or '(all)'}")
     now = time.time()
     config = JobConfig(
         rounds=body.rounds,
@@ -89,6 +91,7 @@ def start_job(ctx: Ctx, _: CurrentOperator, body: JobRequest) -> dict[str, Any]:
         config=config,
         now=now,
     )
+    set_target(request, row.job_id)
     return fl_status.status(ctx, row.job_id, now)
 
 

@@ -6,7 +6,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BodyLimit"]
+__all__ = ["REFUSAL", "BodyLimit"]
+
+REFUSAL = "edgefleet.refusal"
+"""Key of ``scope["state"]`` set to ``(status, body)`` when the client was answered here, mid-way.
+
+Middleware inside :class:`BodyLimit` (the audit trail) reads it: what the application answers
+after that never reaches the client, so it is not what happened."""
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
@@ -20,7 +26,8 @@ class BodyLimit:
     A declared ``Content-Length`` over the limit is refused before anything is read; a chunked
     body is counted as it streams: at the first chunk past the limit the client gets 413 (in
     the error shape of :mod:`edgefleet.server.api.errors`), nothing more is read, and the
-    application sees a disconnected client; whatever it answers or raises then is dropped.
+    application sees a disconnected client; whatever it answers or raises then is dropped, and
+    the answer the client got is left in ``scope["state"][REFUSAL]``.
     """
 
     def __init__(self, app: ASGIApp, *, default: int, limits: dict[str, int]) -> None:
@@ -65,7 +72,8 @@ class BodyLimit:
                 if seen > limit:
                     too_large = True
                     if not started:
-                        await _reject(send, 413, f"request body is over {limit} bytes")
+                        body = await _reject(send, 413, f"request body is over {limit} bytes")
+                        scope.setdefault("state", {})[REFUSAL] = (413, body)
                     return _DISCONNECT  # the app stops reading; the rest is never received
             return message
 
@@ -88,7 +96,7 @@ class BodyLimit:
 _DISCONNECT = {"type": "http.disconnect"}
 
 
-async def _reject(send: Send, status: int, message: str, code: str = "protocol.too_large") -> None:
+async def _reject(send: Send, status: int, message: str, code: str = "protocol.too_large") -> bytes:
     body = json.dumps({"error": message, "code": code}).encode()
     await send(
         {
@@ -102,3 +110,4 @@ async def _reject(send: Send, status: int, message: str, code: str = "protocol.t
         }
     )
     await send({"type": "http.response.body", "body": body})
+    return body

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgefleet.errors import NotFoundError
 from edgefleet.protocol.bounds import Name, Positive32, Text
 from edgefleet.protocol.labels import check_labels, parse_selector
+from edgefleet.server.api.audit import set_target
 from edgefleet.server.api.auth import CurrentOperator, context
 from edgefleet.server.api.params import (
     DEFAULT_LIMIT,
@@ -79,6 +80,7 @@ def _device(ctx: ServerContext, row: DeviceRow, now: float) -> dict[str, Any]:
 def push_model(
     ctx: Ctx,
     _: CurrentOperator,
+    request: Request,
     file: Annotated[UploadFile, File(description="The ONNX model file.")],
     name: Annotated[Name, Form()],
     version: Annotated[Name | None, Form()] = None,
@@ -86,6 +88,7 @@ def push_model(
     calibration: Annotated[UploadFile | None, File(description="npz with x and y.")] = None,
 ) -> dict[str, Any]:
     """Validate, store and register a model version; publishes its first release."""
+    set_target(request, f"{name}@{version}" if version else name)
     with tempfile.TemporaryDirectory(dir=ctx.settings.data_dir) as tmp:
         upload = registry.upload_path(Path(tmp) / "model", file.filename, "model.onnx")
         with upload.open("wb") as out:
@@ -106,6 +109,7 @@ def push_model(
             calibration=calib,
             now=time.time(),
         )
+    set_target(request, f"{row.name}@{row.version}")
     return {"created": created, "model": _row(row)}
 
 
@@ -154,8 +158,10 @@ def show_device(ctx: Ctx, _: CurrentOperator, device_id: TextPath) -> dict[str, 
 
 
 @router.post("/enroll-tokens", status_code=201)
-def create_enroll_token(ctx: Ctx, _: CurrentOperator, body: EnrollTokenRequest) -> dict[str, Any]:
-    """A new enrolment token; the secret is returned only here."""
+def create_enroll_token(
+    ctx: Ctx, _: CurrentOperator, body: EnrollTokenRequest, request: Request
+) -> dict[str, Any]:
+    """A new enrolment token; the secret is returned only here (its id is the audit target)."""
     token = new_token("enroll")
     now = time.time()
     row = ctx.store.create_enroll_token(
@@ -165,6 +171,7 @@ def create_enroll_token(ctx: Ctx, _: CurrentOperator, body: EnrollTokenRequest) 
         expires_at=now + body.ttl_s if body.ttl_s else None,
         now=now,
     )
+    set_target(request, str(row.id))
     return {"token": token, **_row(row)}
 
 
@@ -177,7 +184,7 @@ def deploy(
     Refused (409) when no device matches (unless ``allow_empty``) or when an active rollout or
     federated job holds one of the devices.
     """
-    request.state.audit_target = f"{body.model}@{body.version} to {body.selector or '(all)'}"
+    set_target(request, f"{body.model}@{body.version} to {body.selector or '(all)'}")
     result = registry.deploy(
         ctx,
         body.model,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.errors import ConfigurationError
 from edgefleet.protocol.bounds import Name, Positive64, Text
 from edgefleet.protocol.labels import parse_selector
 from edgefleet.protocol.v1 import MaintenanceWindow, UpdatePolicy
+from edgefleet.server.api.audit import set_target
 from edgefleet.server.api.auth import CurrentOperator, context
 from edgefleet.server.api.params import TextPath, TextQuery
 from edgefleet.server.context import ServerContext
@@ -108,8 +109,11 @@ def _plan(body: RolloutRequest) -> RolloutPlan | ExperimentPlan:
 
 
 @router.post("/rollouts", status_code=201)
-def start_rollout(ctx: Ctx, _: CurrentOperator, body: RolloutRequest) -> dict[str, Any]:
-    """Start a rollout or an A/B experiment; returns its status."""
+def start_rollout(
+    ctx: Ctx, _: CurrentOperator, body: RolloutRequest, request: Request
+) -> dict[str, Any]:
+    """Start a rollout or an A/B experiment; returns its status (its id is the audit target)."""
+    set_target(request, f"{body.model}@{body.version} to {body.selector or '(all)'}")
     now = time.time()
     plan = _plan(body)
     row = rollouts.start(
@@ -121,6 +125,7 @@ def start_rollout(ctx: Ctx, _: CurrentOperator, body: RolloutRequest) -> dict[st
         now,
         allow_small_cohorts=body.allow_small_cohorts,
     )
+    set_target(request, row.rollout_id)
     return rollouts.status(ctx, row.rollout_id, now)
 
 
@@ -165,16 +170,22 @@ def rollout_action(
 
 
 @router.put("/policies")
-def set_policy(ctx: Ctx, _: CurrentOperator, body: PolicyRequest) -> dict[str, Any]:
+def set_policy(
+    ctx: Ctx, _: CurrentOperator, body: PolicyRequest, request: Request
+) -> dict[str, Any]:
     """Set the update policy of a selector; the matching devices get it in their desired state."""
+    set_target(request, body.selector or "(all)")
     policy = UpdatePolicy(windows=body.windows, daily_download_bytes=body.daily_download_bytes)
     devices = policies.set_policy(ctx, parse_selector(body.selector), policy, time.time())
     return {"selector": body.selector, "policy": policy.model_dump(mode="json"), "devices": devices}
 
 
 @router.delete("/policies")
-def delete_policy(ctx: Ctx, _: CurrentOperator, selector: TextQuery = None) -> dict[str, Any]:
+def delete_policy(
+    ctx: Ctx, _: CurrentOperator, request: Request, selector: TextQuery = None
+) -> dict[str, Any]:
     """Remove the update policy of a selector."""
+    set_target(request, selector or "(all)")
     devices = policies.set_policy(ctx, parse_selector(selector or ""), None, time.time())
     return {"selector": selector or "", "devices": devices}
 
