@@ -101,7 +101,9 @@ def start(
 ) -> FLJobRow:
     """Check and store a new job, starting from registered model ``model@version``.
 
-    The first round opens at the federated loop's next step.
+    The first round opens at the federated loop's next step. The job is stored under the
+    registry lock, under which a deployment checks for active jobs and then writes: a
+    deployment is either refused because of the job or finished before the job exists.
 
     Raises
     ------
@@ -132,7 +134,8 @@ def start(
         created_at=now,
         updated_at=now,
     )
-    return ctx.store.create_fl_job(row)
+    with ctx.registry_lock:
+        return ctx.store.create_fl_job(row)
 
 
 def cancel(ctx: ServerContext, job_id: str, now: float) -> FLJobRow:

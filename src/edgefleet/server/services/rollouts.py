@@ -73,6 +73,24 @@ def start(
     check_labels(selector)
     if isinstance(plan, RolloutPlan):
         check_every_stage_is_judged(plan)
+    with ctx.registry_lock:  # a deployment checks for rollouts under it, then writes
+        row = _create(ctx, name, version, selector, plan, now, allow_small_cohorts)
+    try:
+        return evaluate(ctx, row, now)
+    except ConflictError:  # the evaluation loop (here or in another process) was first
+        return _get(ctx, row.rollout_id)
+
+
+def _create(
+    ctx: ServerContext,
+    name: str,
+    version: str,
+    selector: dict[str, str],
+    plan: RolloutPlan | ExperimentPlan,
+    now: float,
+    allow_small_cohorts: bool,
+) -> RolloutRow:
+    """Check the devices and their versions and store the rollout (under the registry lock)."""
     for active in ctx.store.list_rollouts(states=ACTIVE_STATES):
         if active.model == name:  # (the store checks again, atomically, when it creates one)
             raise ConflictError(
@@ -147,10 +165,7 @@ def start(
             **({"warning": warning} if warning else {}),
         },
     )
-    try:
-        return evaluate(ctx, row, now)
-    except ConflictError:  # the evaluation loop (here or in another process) was first
-        return _get(ctx, row.rollout_id)
+    return row
 
 
 def _small_cohorts(
