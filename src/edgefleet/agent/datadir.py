@@ -10,8 +10,10 @@ The lock is :func:`fcntl.flock` on an open file: the kernel drops it when the ho
 ends in any way (``kill -9`` included), so a dead agent never blocks the next start, and a
 stale lock file is harmless (its content is only a hint for the error message: the PID of the
 holder). The data dir is checked first (a regular file, or a path that cannot be created or
-read, is a :class:`~edgefleet.errors.ConfigurationError` naming it); directories created for a
-start that then fails are removed again, so a failed start leaves no new folders behind.
+read, is a :class:`~edgefleet.errors.ConfigurationError` naming it). A start that fails after
+taking the lock (the serve port is taken) leaves the data dir as it found it: a data dir it
+created is removed again; in one that existed, what it added is removed (what was there stays)
+and its permissions are restored. Only the lock file may remain.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -34,6 +36,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from edgefleet.errors import ConfigurationError, DataDirInUseError
@@ -105,11 +108,21 @@ class DataDirLock:
     created
         Directories this start created (innermost first), removed by :meth:`release` when asked
         to undo a failed start.
+    found
+        When the data dir existed: the names in it and its permission bits before this start,
+        which :meth:`release` restores when asked to undo a failed start.
     """
 
-    def __init__(self, data_dir: Path, handle: int, created: list[Path]) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        handle: int,
+        created: list[Path],
+        found: tuple[frozenset[str], int] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.created = created
+        self.found = found
         self._handle: int | None = handle
 
     @classmethod
@@ -124,6 +137,10 @@ class DataDirLock:
             ``data_dir`` is not a directory, or cannot be created, read or locked.
         """
         created = _checked(data_dir)
+        found = None
+        if not created:  # what a failed start must leave as it was
+            with contextlib.suppress(OSError):
+                found = (frozenset(os.listdir(data_dir)), stat.S_IMODE(data_dir.stat().st_mode))
         path = data_dir / LOCK_NAME
         try:
             handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -147,7 +164,7 @@ class DataDirLock:
             ) from exc
         os.ftruncate(handle, 0)
         os.pwrite(handle, f"{os.getpid()}\n".encode("ascii"), 0)
-        return cls(data_dir, handle, created)
+        return cls(data_dir, handle, created, found)
 
     @property
     def held(self) -> bool:
@@ -157,8 +174,12 @@ class DataDirLock:
     def release(self, *, undo_created: bool = False) -> None:
         """Drop the lock (idempotent).
 
-        With ``undo_created`` (a failed start), the data dir is removed if this start created
-        it: what the failed first start wrote there goes with it.
+        With ``undo_created`` (a failed start), the data dir is left as this start found it: if
+        this start created it, it is removed with what was written there; if it existed, every
+        entry this start added to it is removed (what was there before stays) and its
+        permissions are restored. The lock file stays: removing a file others may be waiting
+        to lock could let two agents hold locks on two different files. This happens while the
+        lock is still held, so no other agent is starting on the data dir meanwhile.
         """
         handle, self._handle = self._handle, None
         if handle is None:
@@ -166,4 +187,18 @@ class DataDirLock:
         if undo_created and self.created:
             shutil.rmtree(self.created[0], ignore_errors=True)
             _remove(self.created[1:])
+        elif undo_created and self.found is not None:
+            self._restore(*self.found)
         os.close(handle)  # the kernel drops the lock with the last descriptor
+
+    def _restore(self, names: frozenset[str], mode: int) -> None:
+        """Remove what a failed start added to the existing data dir; restore its mode."""
+        with contextlib.suppress(OSError):
+            for name in set(os.listdir(self.data_dir)) - names - {LOCK_NAME}:
+                entry = self.data_dir / name
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
+            self.data_dir.chmod(mode)

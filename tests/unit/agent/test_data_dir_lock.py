@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -209,3 +210,37 @@ def test_a_failed_first_start_leaves_no_new_folders_behind(tmp_path: Path) -> No
     assert "cannot listen on" in err
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_start_leaves_an_existing_data_dir_as_it_found_it(tmp_path: Path) -> None:
+    data_dir = tmp_path / "agent"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)  # whatever the umask
+    (data_dir / "notes.txt").write_text("the operator's own file")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc = _agent(data_dir, taken.getsockname()[1])
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    assert "cannot listen on" in err
+    # no models/, downloads/, trust/, spool or run marker: only the lock file was added
+    assert sorted(p.name for p in data_dir.iterdir()) == ["agent.lock", "notes.txt"]
+    assert (data_dir / "notes.txt").read_text() == "the operator's own file"
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o755
+
+
+def test_a_failed_start_keeps_what_an_earlier_start_left(tmp_path: Path) -> None:
+    data_dir = tmp_path / "agent"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data_dir.mkdir()
+        (data_dir / "models").mkdir()
+        (data_dir / "models" / "kept.onnx").write_bytes(b"model bytes")
+        proc = _agent(data_dir, port)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    assert sorted(p.name for p in data_dir.iterdir()) == ["agent.lock", "models"]
+    assert (data_dir / "models" / "kept.onnx").read_bytes() == b"model bytes"
