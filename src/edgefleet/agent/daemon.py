@@ -207,8 +207,8 @@ class Agent:
     def stop(self, *, undo_created: bool = False) -> None:
         """Stop gracefully (idempotent): drain requests, spool the open window, close files.
 
-        The data dir's lock is released last; ``undo_created`` (a failed start) also removes
-        the data dir if this start created it.
+        The data dir's lock is released last; ``undo_created`` (a failed start) also leaves
+        the data dir as the start found it (see :meth:`DataDirLock.release`).
         """
         self.stop_event.set()
         self.activate.set()
