@@ -71,8 +71,9 @@ CODECS = {
     "dgc 99%": "dgc:0.99",
     "dgc 99.9%": "dgc:0.999",
 }
-"""edgefleet's uplink codecs, as a user writes them: every option at its default (four rounds
-of warm-up on the job's round, no momentum, no clipping). ``--codecs`` picks some of them."""
+"""edgefleet's uplink codecs, as a user writes them: every option at its default (warm-up on the
+job's round from 10% of the values in round 1 to the target from round 14, no momentum, no
+clipping). ``--codecs`` picks some of them."""
 CHECKPOINT = 10
 """The early round whose accuracy is reported beside the last."""
 

@@ -47,9 +47,9 @@ def _updates(count: int, seed: int = 0) -> list[np.ndarray]:
     return [rng.normal(size=N).astype(np.float32) for _ in range(count)]
 
 
-def test_a_device_that_first_takes_part_in_round_10_is_not_warming_up() -> None:
+def test_a_device_that_first_takes_part_after_the_warm_up_is_not_warming_up() -> None:
     codec = DGCCodec(0.999)
-    payload = encode_for_round(codec, 10, _updates(1)[0])
+    payload = encode_for_round(codec, codec.warmup + 1, _updates(1)[0])
     assert _sent(codec, payload, N) == kept_count(N, 0.999)
 
 
@@ -59,18 +59,18 @@ def test_every_device_of_a_round_sends_the_rounds_share_whatever_its_history() -
     updates = _updates(4)
     for round_ in (1, 2):
         encode_for_round(regular, round_, updates[round_])
-    expected = kept_count(N, warmup_sparsity(2, 0.999, 4))
+    expected = kept_count(N, warmup_sparsity(2, 0.999, regular.warmup))
     assert _sent(regular, encode_for_round(regular, 3, updates[3]), N) == expected
     assert _sent(newcomer, encode_for_round(newcomer, 3, updates[3]), N) == expected
 
 
 def test_the_warm_up_step_is_not_kept_in_the_state() -> None:
-    """A state saved after round 1 and restored for round 8 sends at the target."""
+    """A state saved after round 1 and restored for round 20 sends at the target."""
     first = DGCCodec(0.999)
     encode_for_round(first, 1, _updates(1)[0])
     later = DGCCodec(0.999)
     later.load_state(first.state_bytes())
-    payload = encode_for_round(later, 8, _updates(1, seed=1)[0])
+    payload = encode_for_round(later, 20, _updates(1, seed=1)[0])
     assert _sent(later, payload, N) == kept_count(N, 0.999)
 
 
@@ -103,7 +103,7 @@ def test_the_simulation_warms_up_on_the_jobs_round_with_dropout() -> None:
     size = 1898
     counts = {(round_, _sent(codec, r.payload, size)) for round_, r in backend.sent}
     expected = {
-        (round_, kept_count(size, warmup_sparsity(round_ - 1, 0.99, 4))) for round_, _ in counts
+        (round_, kept_count(size, warmup_sparsity(round_ - 1, 0.99, 13))) for round_, _ in counts
     }
     assert counts == expected
     rounds_of: dict[int, list[int]] = {}
@@ -140,7 +140,7 @@ class _Events:
         self.emitted.append({"kind": kind, **fields})
 
 
-def test_an_agent_and_the_simulation_send_the_same_update_for_round_10(tmp_path: Path) -> None:
+def test_an_agent_and_the_simulation_send_the_same_update_for_round_20(tmp_path: Path) -> None:
     """Same model, data, seed and round: the agent's payload is the simulated device's."""
     pytest.importorskip("torch")
     from edgefleet.agent.backoff import Backoff
@@ -164,7 +164,7 @@ def test_an_agent_and_the_simulation_send_the_same_update_for_round_10(tmp_path:
     )
     assignment = FLAssignment(
         job_id="job1",
-        round=10,
+        round=20,
         task="digits",
         model_hash=model_hash(model),
         num_params=model.size,
@@ -181,11 +181,11 @@ def test_an_agent_and_the_simulation_send_the_same_update_for_round_10(tmp_path:
     train = task.load_data()
     job = ClientJob(
         device=0,
-        round=10,
+        round=20,
         model=model,
         indices=np.arange(1, len(train), 4, dtype=np.int64),
         epochs=1,
-        config=TrainConfig(seed=_train_seed(7, 10, "dev-a")),
+        config=TrainConfig(seed=_train_seed(7, 20, "dev-a")),
         codec_spec="dgc:0.99",
         codec_state=b"",
     )

@@ -125,8 +125,8 @@ def encode_for_round(codec: Codec, round_: int, update: Vector) -> bytes:
     >>> import numpy as np
     >>> from edgefleet.federated.compression import from_spec
     >>> codec = from_spec("dgc:0.999")
-    >>> payload = encode_for_round(codec, 10, np.ones(5000, np.float32))
-    >>> int(np.count_nonzero(codec.decode(payload, 5000)))  # round 10: past the warm-up
+    >>> payload = encode_for_round(codec, 20, np.ones(5000, np.float32))
+    >>> int(np.count_nonzero(codec.decode(payload, 5000)))  # round 20: past the warm-up
     5
     """
     codec.start_round(round_)

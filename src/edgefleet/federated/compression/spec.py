@@ -12,8 +12,9 @@ spec                                        codec
 ``topk:0.99``                               top-k with error feedback, **99% sparsity**
                                             (sends 1%); ``values=fp32``
 ``dgc:0.999,momentum=0.9,clip=1.0``         Deep Gradient Compression at 99.9% sparsity;
-                                            ``warmup=4``, ``sample=0.01``, ``seed=0``,
-                                            ``values=fp16|fp32``; ``dgc`` alone is ``dgc:0.999``
+                                            ``warmup=13``, ``start=0.9``, ``sample=0.01``,
+                                            ``seed=0``, ``values=fp16|fp32``; ``dgc`` alone
+                                            is ``dgc:0.999``
 ==========================================  ===============================================
 
 The number after ``topk:`` and ``dgc:`` is always the **sparsity**, the fraction of values *not*
@@ -94,6 +95,7 @@ _OPTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
         "momentum": _number,
         "clip": _optional_number,
         "warmup": int,
+        "start": _number,
         "sample": _number,
         "seed": int,
         "values": _choice,

@@ -21,24 +21,49 @@ from edgefleet.federated.compression import (
 )
 
 
-def test_the_default_schedule_is_the_papers() -> None:
-    schedule = [warmup_sparsity(r, 0.999, 4) for r in range(6)]
-    assert [round(100 * s, 1) for s in schedule] == [74.9, 93.7, 98.4, 99.6, 99.9, 99.9]
+def test_the_papers_schedule_is_start_75_percent_over_4_rounds() -> None:
+    schedule = [warmup_sparsity(r, 0.999, 4, start=0.75) for r in range(6)]
+    assert [round(100 * s, 1) for s in schedule] == [75.0, 93.7, 98.4, 99.6, 99.9, 99.9]
     assert schedule[4] == 0.999
+
+
+def test_the_default_warm_up_sends_10_percent_then_falls_to_the_target_over_13_rounds() -> None:
+    """A federated job learns most in its first rounds: the bytes go there, not all in round 1.
+
+    The paper's schedule sent 25% in a job's first round and the target from round 5 on; a
+    default ``dgc:0.999`` job then ended 1.1-3.3 points below dense with 25% dropout.
+    """
+    codec = DGCCodec(0.999)
+    density = []
+    for round_ in range(1, 17):
+        codec.start_round(round_)
+        density.append(1 - codec.current_sparsity())
+    assert density[0] == pytest.approx(0.10)
+    assert all(later < earlier for earlier, later in itertools.pairwise(density[:14]))
+    assert density[:13] > [0.001] * 13
+    assert density[13:] == pytest.approx([0.001] * 3)
+    assert sum(density) < 0.35  # about what the paper's schedule spends (0.334 of a model)
 
 
 @given(
     target=st.floats(0.0, 0.9999),
     warmup=st.integers(0, 20),
+    start=st.floats(0.0, 0.9999),
 )
-def test_the_warmup_reaches_the_target_at_round_warmup(target: float, warmup: int) -> None:
-    schedule = [warmup_sparsity(r, target, warmup) for r in range(warmup + 3)]
+def test_the_warmup_reaches_the_target_at_round_warmup(
+    target: float, warmup: int, start: float
+) -> None:
+    schedule = [warmup_sparsity(r, target, warmup, start) for r in range(warmup + 3)]
     assert schedule[warmup:] == [target] * 3
     # it rises (weakly) to the target, the density shrinking by one factor per round
     assert all(a <= b for a, b in itertools.pairwise(schedule))
-    if warmup and target > 0:
+    if warmup and start < target:
+        assert schedule[0] == pytest.approx(start, abs=1e-12)
         ratios = [(1 - schedule[r + 1]) / (1 - schedule[r]) for r in range(warmup)]
-        assert ratios == pytest.approx([(1 - target) ** (1 / (warmup + 1))] * warmup, rel=1e-6)
+        factor = ((1 - target) / (1 - start)) ** (1 / warmup)
+        assert ratios == pytest.approx([factor] * warmup, rel=1e-6)
+    else:  # a target at or below the start needs no warm-up
+        assert schedule == [target] * (warmup + 3)
 
 
 def test_the_codec_sends_the_scheduled_count_each_round() -> None:

@@ -30,7 +30,9 @@ CANONICAL = {
     "topk:0.99, values=fp32": "topk:0.99,values=fp32",
     "dgc": "dgc:0.999",
     "dgc:0.999": "dgc:0.999",
-    "dgc:0.999,momentum=0.9,clip=1.0,warmup=4": "dgc:0.999,momentum=0.9,clip=1.0",
+    "dgc:0.999,momentum=0.9,clip=1.0,warmup=13": "dgc:0.999,momentum=0.9,clip=1.0",
+    "dgc:0.999,start=0.9": "dgc:0.999",
+    "dgc:0.999,warmup=4,start=0.75": "dgc:0.999,warmup=4,start=0.75",
     "dgc:0.99,clip=none,warmup=2,sample=0.05,seed=3,values=fp32,level=9": (
         "dgc:0.99,warmup=2,sample=0.05,seed=3,values=fp32,level=9"
     ),
@@ -62,18 +64,20 @@ def test_the_number_is_the_sparsity() -> None:
     momentum=st.floats(0.0, 0.999),
     clip=st.none() | st.floats(1e-6, 1e6),
     warmup=st.integers(0, 100),
+    start=st.floats(0.0, 0.99999),
 )
 def test_any_dgc_codec_round_trips_through_its_spec(
-    sparsity: float, momentum: float, clip: float | None, warmup: int
+    sparsity: float, momentum: float, clip: float | None, warmup: int, start: float
 ) -> None:
-    codec = DGCCodec(sparsity, momentum=momentum, clip=clip, warmup=warmup)
+    codec = DGCCodec(sparsity, momentum=momentum, clip=clip, warmup=warmup, start=start)
     again = from_spec(spec_of(codec))
     assert isinstance(again, DGCCodec)
-    assert (again.sparsity, again.momentum, again.clip, again.warmup) == (
+    assert (again.sparsity, again.momentum, again.clip, again.warmup, again.start) == (
         sparsity,
         momentum,
         clip,
         warmup,
+        start,
     )
 
 
@@ -94,6 +98,8 @@ BAD = {
     "dgc:0.999,clip=-1": "clip must be a positive L2 norm, got -1.0",
     "dgc:0.999,warmup=2.5": "warmup='2.5' is not an integer",
     "dgc:0.999,warmup=1,warmup=2": "option 'warmup' given twice",
+    "dgc:0.999,start=1": "start must be a sparsity in \\[0, 1\\), got 1.0",
+    "dgc:0.999,start=-0.5": "start must be a sparsity in \\[0, 1\\), got -0.5",
     "dgc:0.9,sparsity=0.8": "option 'sparsity' given twice",
     "dense:0.5": "'0.5' is not KEY=VALUE",
     "dense:level=10": "zlib level must be 0..9, got 10",
