@@ -3,9 +3,11 @@ the deployment history and the audit log. Every test runs on SQLite and PostgreS
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from edgefleet.errors import NotFoundError
+from edgefleet.errors import ConfigurationError, NotFoundError
 from edgefleet.server.store import Store
 
 from .helpers import NOW, enrol
@@ -46,13 +48,50 @@ def test_decommissioning_an_unknown_device_is_not_found(store: Store) -> None:
         store.decommission_device("nope", NOW)
 
 
-def test_labels_are_replaced_and_selectors_see_them(store: Store) -> None:
+def test_labels_are_set_and_removed_and_selectors_see_them(store: Store) -> None:
     enrol(store, "dev-1", {"region": "eu", "hw": "x86"})
-    row = store.set_device_labels("dev-1", {"region": "us"})
+    row = store.update_device_labels("dev-1", {"region": "us"}, remove=["hw"])
     assert row.labels == {"region": "us"}
     assert [d.device_id for d in store.list_devices({"region": "us"})] == ["dev-1"]
     with pytest.raises(NotFoundError, match="nope"):
-        store.set_device_labels("nope", {})
+        store.update_device_labels("nope", {})
+
+
+def test_a_malformed_label_changes_nothing(store: Store) -> None:
+    enrol(store, "dev-1", {"region": "eu"})
+    with pytest.raises(ConfigurationError, match="bad key"):
+        store.update_device_labels("dev-1", {"bad key": "x"})
+    assert store.get_device("dev-1") == store.list_devices()[0]
+    assert store.list_devices()[0].labels == {"region": "eu"}
+
+
+def test_two_label_changes_at_the_same_time_are_both_kept(store: Store) -> None:
+    # each round, two requests set a different key of one device at once; a change read
+    # before the other was written and stored after it would drop the other's key
+    enrol(store, "dev-1", {"region": "eu"})
+    rounds = 25
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def relabel(prefix: str) -> None:
+        try:
+            for index in range(rounds):
+                start.wait(timeout=60)
+                store.update_device_labels("dev-1", {f"{prefix}{index}": "x"})
+        except BaseException as exc:  # reported by the test's thread
+            failures.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=relabel, args=(p,)) for p in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    device = store.get_device("dev-1")
+    assert device is not None
+    expected = {"region": "eu"} | {f"{p}{i}": "x" for p in "ab" for i in range(rounds)}
+    assert device.labels == expected
 
 
 def test_a_revoked_enrolment_token_enrols_nothing_more(store: Store) -> None:

@@ -137,6 +137,8 @@ def relabel(
 ) -> DeviceRow:
     """Set (add or replace) and remove labels of a device; returns it with its new labels.
 
+    Other labels are kept, even those another request changes at the same time.
+
     Raises
     ------
     NotFoundError
@@ -147,9 +149,5 @@ def relabel(
     both = sorted(set(set_labels).intersection(remove))
     if both:
         raise ConfigurationError(f"label {both[0]!r} is both set and removed")
-    row = ctx.store.get_device(device_id)
-    if row is None:
-        raise NotFoundError(f"no device {device_id!r}")
-    labels = {k: v for k, v in row.labels.items() if k not in remove}
-    labels.update(check_labels(set_labels))
-    return ctx.store.set_device_labels(device_id, check_labels(labels))
+    # read and written in one transaction: a concurrent change to another key is kept
+    return ctx.store.update_device_labels(device_id, check_labels(set_labels), remove)

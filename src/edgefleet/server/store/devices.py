@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from edgefleet.errors import ConflictError, NotFoundError
-from edgefleet.protocol.labels import matches
+from edgefleet.protocol.labels import check_labels, matches
 from edgefleet.server.store import schema
 from edgefleet.server.store._base import StoreBase
 from edgefleet.server.store.rows import DeviceRow, HeartbeatRow
@@ -171,22 +171,34 @@ class DeviceStore(StoreBase):
                 ).one()
         return device_row(row), old_hash
 
-    def set_device_labels(self, device_id: str, labels: dict[str, str]) -> DeviceRow:
-        """Replace a device's labels (validated by the caller).
+    def update_device_labels(
+        self, device_id: str, set_labels: dict[str, str], remove: Sequence[str] = ()
+    ) -> DeviceRow:
+        """Remove the keys ``remove`` from a device's labels, then set ``set_labels``.
+
+        Read and written in one transaction (the row locked on PostgreSQL, the write lock held
+        on SQLite), so concurrent changes to different keys are all kept.
 
         Raises
         ------
         NotFoundError
             No device ``device_id``.
+        ConfigurationError
+            A key or value of the resulting labels is malformed (nothing is changed).
         """
         table = schema.devices
         with self._write() as connection:
             row = connection.execute(
+                sa.select(table.c.labels).where(table.c.device_id == device_id).with_for_update()
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no device {device_id!r}")
+            labels = {k: v for k, v in dict(row.labels).items() if k not in set(remove)}
+            labels.update(set_labels)
+            updated = connection.execute(
                 sa.update(table)
                 .where(table.c.device_id == device_id)
-                .values(labels=dict(labels))
+                .values(labels=check_labels(labels))
                 .returning(*table.c)
-            ).first()
-        if row is None:
-            raise NotFoundError(f"no device {device_id!r}")
-        return device_row(row)
+            ).one()
+        return device_row(updated)
