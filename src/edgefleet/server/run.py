@@ -13,14 +13,19 @@ from edgefleet.server.app import begin_shutdown, create_app
 from edgefleet.server.registry.keys import RepositoryKeys
 from edgefleet.server.settings import ServerSettings
 
-__all__ = ["listening_socket", "serve"]
+__all__ = ["GRACEFUL_SHUTDOWN_S", "GracefulServer", "listening_socket", "serve"]
 
 GRACEFUL_SHUTDOWN_S = 10
-"""Longest the server waits for requests in flight once asked to stop (polls answer at once)."""
+"""Longest a server or relay waits for requests in flight once asked to stop (held long polls
+answer at once)."""
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server that also wakes held long polls when a signal asks it to stop."""
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server that also wakes held long polls when a signal asks it to stop.
+
+    ``on_exit`` runs first in the signal handler (it must be safe there: set a flag, schedule
+    a wake-up with ``call_soon_threadsafe``); the control plane and the relay both use it.
+    """
 
     def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
         super().__init__(config)
@@ -92,7 +97,7 @@ def serve(settings: ServerSettings, announce: Callable[[str], None] = print) -> 
         ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    server = _Server(config, on_exit=lambda: begin_shutdown(app))
+    server = GracefulServer(config, on_exit=lambda: begin_shutdown(app))
     try:
         server.run(sockets=[sock])
     finally:

@@ -1,8 +1,9 @@
-"""``edgefleet server`` stops cleanly on SIGTERM while devices hold long polls open.
+"""``edgefleet server`` and ``edgefleet server --relay`` stop cleanly on SIGTERM while devices
+hold long polls open.
 
-A held desired-state poll is answered at once (304, nothing changed) when the server begins to
-stop, so the server never waits out the polls nor cancels them (which printed ``CancelledError``
-tracebacks and took up to the graceful timeout).
+A held desired-state poll is answered at once (304, nothing changed) when the server or relay
+begins to stop, so neither waits out the polls nor cancels them (which printed
+``CancelledError`` tracebacks and took up to the graceful timeout).
 """
 
 from __future__ import annotations
@@ -27,32 +28,39 @@ DEADLINE_S = 30.0
 POLLS = 3
 
 
-def _start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(args: list[str], log: Path, announced: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``edgefleet ARGS`` in a subprocess; its URL once it announces ``<announced> on URL``."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "edgefleet",
-                "server",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                "0",
-            ],
+            [sys.executable, "-m", "edgefleet", *args, "--port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=subprocess_env({"EDGEFLEET_LONG_POLL_MAX_S": "120"}),
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = re.search(r"edgefleet server on (\S+)", log.read_text(errors="replace"))
+        found = re.search(rf"{announced} on (\S+)", log.read_text(errors="replace"))
         if found:
             return proc, found.group(1)
         assert proc.poll() is None, log.read_text(errors="replace")
         time.sleep(0.05)  # polling the log with a deadline
     proc.kill()
-    raise AssertionError(f"the server did not start: {log.read_text(errors='replace')}")
+    raise AssertionError(f"{announced} did not start: {log.read_text(errors='replace')}")
+
+
+def _start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    return _start(["server", "--data-dir", str(data_dir)], log, "edgefleet server")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM ``proc`` and wait for it (killed if it outlives the deadline)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _enrol(url: str, operator_token: str) -> str:
@@ -133,3 +141,45 @@ def test_sigterm_with_long_polls_held_exits_cleanly_and_answers_the_polls(
     assert "Traceback" not in output
     assert "CancelledError" not in output
     assert answers == [304] * POLLS, answers
+
+
+def test_a_relay_answers_the_polls_it_forwards_on_sigterm_and_exits_cleanly(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "server"
+    operator_token = initialize(data_dir).operator_token
+    upstream, url = _start_server(data_dir, tmp_path / "server.log")
+    log = tmp_path / "relay.log"
+    try:
+        relay, relay_url = _start(
+            ["server", "--relay", "--upstream", url, "--region", "eu", "--token", operator_token],
+            log,
+            "edgefleet relay",
+        )
+        try:
+            credential = _enrol(url, operator_token)
+            with httpx.Client(base_url=relay_url, timeout=30) as c:
+                first = c.get(
+                    f"{API_PREFIX}/desired-state",
+                    headers={"Authorization": f"Bearer {credential}"},
+                )
+            assert first.status_code == 200, first.text
+            answers: list[int | str] = []
+            poll = threading.Thread(
+                target=_hold_poll, args=(relay_url, credential, first.headers["ETag"], answers)
+            )
+            poll.start()
+            _wait_until_polls_are_held(relay_url, 1)
+            code = _stop(relay)
+            poll.join(DEADLINE_S)
+        finally:
+            if relay.poll() is None:
+                relay.kill()
+                relay.wait()
+    finally:
+        _stop(upstream)
+    output = log.read_text(errors="replace")
+    assert code in (0, -signal.SIGTERM), output  # uvicorn ends by re-raising the signal
+    assert "Traceback" not in output
+    assert "CancelledError" not in output
+    assert answers == [304], answers

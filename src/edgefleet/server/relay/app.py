@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import anyio
@@ -40,7 +40,7 @@ from edgefleet.server.relay.settings import RelaySettings
 from edgefleet.server.services.fl import REGION_PREFIX
 from edgefleet.server.services.fl_regional import REGION_LABEL
 
-__all__ = ["Relay", "create_relay_app"]
+__all__ = ["Relay", "begin_relay_shutdown", "create_relay_app"]
 
 log = logging.getLogger("edgefleet.relay")
 
@@ -80,6 +80,19 @@ class Relay:
         self._lock = asyncio.Lock()
         self._rng = np.random.default_rng()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
+        """Set by :meth:`begin_shutdown`: held long polls answer now, new ones do not wait."""
+        self._stopped = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def begin_shutdown(self) -> None:
+        """The relay begins to stop: the long polls it holds answer 304 now.
+
+        Safe to call from a signal handler (the wake-up is scheduled on the relay's loop).
+        """
+        self.stopping = True
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopped.set)
 
     @property
     def _operator(self) -> dict[str, str]:
@@ -88,7 +101,17 @@ class Relay:
     # -- pass-through -------------------------------------------------------------------------
 
     async def forward(self, request: Request) -> Response:
-        """Send ``request`` upstream unchanged and stream the answer back."""
+        """Send ``request`` upstream unchanged and stream the answer back.
+
+        A long poll (a ``GET`` with ``wait`` and ``If-None-Match``) that is still waiting when
+        the relay begins to stop is answered 304 with the device's own version, as the control
+        plane answers its held polls then: the device polls again later. Its upstream request
+        is closed.
+        """
+        known = request.headers.get("if-none-match")
+        poll = request.method == "GET" and known is not None and "wait" in request.query_params
+        if poll and self.stopping:
+            return Response(status_code=304, headers={"ETag": known or ""})
         url = httpx.URL(self.settings.upstream + request.url.path, query=request.url.query.encode())
         headers = [
             (k, v)
@@ -99,7 +122,13 @@ class Relay:
             request.method, url, headers=headers, content=await request.body()
         )
         try:
-            answer = await self.client.send(outgoing, stream=True)
+            if poll:
+                sent = await self._unless_stopping(self.client.send(outgoing, stream=True))
+                if sent is None:
+                    return Response(status_code=304, headers={"ETag": known or ""})
+                answer = sent
+            else:
+                answer = await self.client.send(outgoing, stream=True)
         except httpx.TimeoutException:
             return error_response(
                 504, "the upstream control plane did not answer in time", "relay.upstream"
@@ -117,6 +146,24 @@ class Relay:
             (k.lower(), v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in _HOP
         ]
         return response
+
+    async def _unless_stopping(
+        self, sending: Coroutine[Any, Any, httpx.Response]
+    ) -> httpx.Response | None:
+        """The upstream's answer, or None when the relay begins to stop first."""
+        send = asyncio.ensure_future(sending)
+        stop = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait((send, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if send.done():
+            return send.result()
+        send.cancel()  # closes the upstream request; its cancellation ends here
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            late = await send
+            await late.aclose()  # it arrived just as the relay began to stop
+        return None
 
     # -- federated updates --------------------------------------------------------------------
 
@@ -340,12 +387,22 @@ class Relay:
                     del self.rounds[key]
 
 
+def begin_relay_shutdown(app: Starlette) -> None:
+    """The relay begins to stop: held long polls answer now (304) and new ones do not wait.
+
+    Safe to call from a signal handler; see :class:`edgefleet.server.run.GracefulServer`.
+    """
+    relay: Relay | None = getattr(app.state, "relay", None)
+    if relay is not None:
+        relay.begin_shutdown()
+
+
 def create_relay_app(settings: RelaySettings) -> Starlette:
     """The relay's ASGI app (its HTTP client and forwarding loop live with the app)."""
     state: dict[str, Relay] = {}
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         verify: Any = True
         if settings.upstream_ca_file is not None:
             import ssl
@@ -354,7 +411,7 @@ def create_relay_app(settings: RelaySettings) -> Starlette:
         timeout = httpx.Timeout(settings.request_timeout_s, connect=10.0)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
         async with httpx.AsyncClient(timeout=timeout, limits=limits, verify=verify) as client:
-            relay = state["relay"] = Relay(settings, client)
+            relay = state["relay"] = app.state.relay = Relay(settings, client)
             loop = asyncio.create_task(_loop(relay))
             try:
                 yield
