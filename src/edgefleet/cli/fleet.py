@@ -163,14 +163,20 @@ def model_show(
 @device_app.command("list")
 def device_list(
     selector: Annotated[str, typer.Option(help="Label selector, e.g. region=eu.")] = "",
+    decommissioned: Annotated[
+        bool, typer.Option("--decommissioned", help="List the decommissioned devices instead.")
+    ] = False,
     server: ServerOpt = DEFAULT_SERVER,
     token: TokenOpt = "",
     ca_file: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List devices with their labels, state and active model."""
+    """List devices with their labels, state and active model (enrolled ones unless asked)."""
+    params: dict[str, str] = {"selector": selector}
+    if decommissioned:
+        params["decommissioned"] = "true"
     with _client(server, token, ca_file) as client:
-        rows = client.request("GET", "/devices", params={"selector": selector})
+        rows = client.request("GET", "/devices", params=params)
     if as_json:
         _print_json(rows)
         return
@@ -182,7 +188,9 @@ def device_list(
         table.append(
             [
                 r["device_id"],
-                "online" if r["online"] else "offline",
+                "decommissioned"
+                if r.get("decommissioned_at")
+                else ("online" if r["online"] else "offline"),
                 ",".join(f"{k}={v}" for k, v in sorted(r["labels"].items())),
                 f"{active['name']}@{active['version']}" if active else "-",
                 f"{now - seen:.0f}s ago" if seen else "never",

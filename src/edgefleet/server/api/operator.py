@@ -133,11 +133,25 @@ def show_model(ctx: Ctx, _: CurrentOperator, name: TextPath) -> dict[str, Any]:
 
 
 @router.get("/devices")
-def list_devices(ctx: Ctx, _: CurrentOperator, selector: TextQuery = None) -> list[dict[str, Any]]:
-    """Devices matching a label selector, with their online state."""
+def list_devices(
+    ctx: Ctx,
+    _: CurrentOperator,
+    selector: TextQuery = None,
+    decommissioned: Annotated[
+        bool, Query(description="List the decommissioned devices instead of the enrolled ones.")
+    ] = False,
+) -> list[dict[str, Any]]:
+    """Devices matching a label selector, with their online state.
+
+    Decommissioned devices are listed only with ``decommissioned=true`` (and then only they).
+    """
     ctx.heartbeats.flush()
     now = time.time()
-    devices = ctx.store.list_devices(parse_selector(selector or ""))
+    devices = ctx.store.list_devices(
+        parse_selector(selector or ""), include_decommissioned=decommissioned
+    )
+    if decommissioned:
+        devices = [d for d in devices if d.decommissioned_at is not None]
     return [_device(ctx, d, now) for d in devices]
 
 
@@ -243,8 +257,9 @@ def telemetry(
         result["devices"] = _telemetry(
             ctx, device_id=device_id, model=model, version=version, since=since, per_device=True
         )
-    dropped = sum(d.telemetry_dropped for d in ctx.store.list_devices(None))
-    result["dropped_windows"] = dropped
+    # a fleet-wide counter: a decommissioned device's drops still happened
+    everyone = ctx.store.list_devices(None, include_decommissioned=True)
+    result["dropped_windows"] = sum(d.telemetry_dropped for d in everyone)
     return result
 
 
