@@ -18,16 +18,15 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import httpx
 import numpy as np
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edgefleet import __version__
@@ -35,6 +34,7 @@ from edgefleet.errors import EdgefleetError
 from edgefleet.protocol.v1 import API_PREFIX, FL_EXAMPLES_HEADER, FLUpdateAck
 from edgefleet.server.api.errors import error_response, status_for
 from edgefleet.server.api.fl_regional import DEVICES_HEADER, PRIVACY_HEADER, REGION_HEADER
+from edgefleet.server.relay.forwarding import Forwarder
 from edgefleet.server.relay.holding import HeldRound, check_update
 from edgefleet.server.relay.settings import RelaySettings
 from edgefleet.server.services.fl import REGION_PREFIX
@@ -44,19 +44,6 @@ __all__ = ["Relay", "begin_relay_shutdown", "create_relay_app"]
 
 log = logging.getLogger("edgefleet.relay")
 
-_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-    }
-)
 _KEEP_SENT_S = 600.0
 """How long a forwarded round is remembered after its deadline (to answer late retries)."""
 
@@ -80,19 +67,11 @@ class Relay:
         self._lock = asyncio.Lock()
         self._rng = np.random.default_rng()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.stopping = False
-        """Set by :meth:`begin_shutdown`: held long polls answer now, new ones do not wait."""
-        self._stopped = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
+        self.forwarder = Forwarder(settings.upstream, client)
 
     def begin_shutdown(self) -> None:
-        """The relay begins to stop: the long polls it holds answer 304 now.
-
-        Safe to call from a signal handler (the wake-up is scheduled on the relay's loop).
-        """
-        self.stopping = True
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stopped.set)
+        """The relay begins to stop: the long polls it holds answer 304 now (signal-safe)."""
+        self.forwarder.begin_shutdown()
 
     @property
     def _operator(self) -> dict[str, str]:
@@ -101,69 +80,8 @@ class Relay:
     # -- pass-through -------------------------------------------------------------------------
 
     async def forward(self, request: Request) -> Response:
-        """Send ``request`` upstream unchanged and stream the answer back.
-
-        A long poll (a ``GET`` with ``wait`` and ``If-None-Match``) that is still waiting when
-        the relay begins to stop is answered 304 with the device's own version, as the control
-        plane answers its held polls then: the device polls again later. Its upstream request
-        is closed.
-        """
-        known = request.headers.get("if-none-match")
-        poll = request.method == "GET" and known is not None and "wait" in request.query_params
-        if poll and self.stopping:
-            return Response(status_code=304, headers={"ETag": known or ""})
-        url = httpx.URL(self.settings.upstream + request.url.path, query=request.url.query.encode())
-        headers = [
-            (k, v)
-            for k, v in request.headers.raw
-            if k.decode("latin-1").lower() not in _HOP | {"content-length"}
-        ]
-        outgoing = self.client.build_request(
-            request.method, url, headers=headers, content=await request.body()
-        )
-        try:
-            if poll:
-                sent = await self._unless_stopping(self.client.send(outgoing, stream=True))
-                if sent is None:
-                    return Response(status_code=304, headers={"ETag": known or ""})
-                answer = sent
-            else:
-                answer = await self.client.send(outgoing, stream=True)
-        except httpx.TimeoutException:
-            return error_response(
-                504, "the upstream control plane did not answer in time", "relay.upstream"
-            )
-        except httpx.HTTPError as exc:
-            return error_response(
-                502, f"the upstream control plane is unreachable: {exc}", "relay.upstream"
-            )
-        response = StreamingResponse(
-            answer.aiter_raw(),
-            status_code=answer.status_code,
-            background=BackgroundTask(answer.aclose),
-        )
-        response.raw_headers = [
-            (k.lower(), v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in _HOP
-        ]
-        return response
-
-    async def _unless_stopping(
-        self, sending: Coroutine[Any, Any, httpx.Response]
-    ) -> httpx.Response | None:
-        """The upstream's answer, or None when the relay begins to stop first."""
-        send = asyncio.ensure_future(sending)
-        stop = asyncio.ensure_future(self._stopped.wait())
-        try:
-            await asyncio.wait((send, stop), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if send.done():
-            return send.result()
-        send.cancel()  # closes the upstream request; its cancellation ends here
-        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-            late = await send
-            await late.aclose()  # it arrived just as the relay began to stop
-        return None
+        """Send ``request`` upstream unchanged; see :class:`Forwarder`."""
+        return await self.forwarder.forward(request)
 
     # -- federated updates --------------------------------------------------------------------
 
