@@ -79,8 +79,9 @@ def test_an_event_too_large_for_the_server_alone_is_dropped_and_the_rest_goes(
 
 
 def test_one_bad_window_among_several_is_isolated_and_alone_dropped(
-    live: LiveServer, tmp_path: Path
+    live_on_each_backend: LiveServer, tmp_path: Path
 ) -> None:
+    live = live_on_each_backend
     device = live.enroll()
     with (
         Spool(tmp_path / "spool.db") as spool,
