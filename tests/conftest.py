@@ -1,8 +1,10 @@
-"""Shared fixtures: models built from code (cached across runs in .cache/models)."""
+"""Shared fixtures: models built from code (cached across runs in .cache/models), and the
+network audit hook every subprocess of the suite runs under."""
 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +21,33 @@ from edgefleet.testing.models import (
     build_echo_model,
     digits_data,
 )
+from tests.e2e.netguard import guarded_env, report
 
 MODEL_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "models"
 
 # netguard/sitecustomize.py is for subprocesses (see tests/e2e/netguard.py); where the
 # interpreter already loaded a sitecustomize of its own, a second one cannot be imported here.
 collect_ignore = ["netguard/sitecustomize.py"] if "sitecustomize" in sys.modules else []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_phones_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Put every subprocess of the session under the network audit hook; fail if any reached out.
+
+    The variables go into this process's environment, which every subprocess inherits (and
+    :func:`edgefleet.testing.fleet.subprocess_env` keeps the hook's ``PYTHONPATH`` entry when a
+    test adds its own): the servers, agents and CLI runs of the end-to-end tests, and the
+    processes Ray starts for the simulation tests. At the end of the session the log must be
+    empty.
+    """
+    log = tmp_path_factory.mktemp("netguard") / "connections.jsonl"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in guarded_env(log, os.environ.get("PYTHONPATH")).items():
+            patch.setenv(name, value)
+        yield log
+    message = report(log)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@
 :func:`guarded_env` is the environment that makes a Python subprocess load
 ``tests/netguard/sitecustomize.py``, which records every connection and name lookup off this
 machine to a log; :func:`report` turns that log into the message that fails the run. The
-session fixture in ``tests/e2e/conftest.py`` puts the environment into ``os.environ`` for the
+session fixture in ``tests/conftest.py`` puts the environment into ``os.environ`` for the
 whole session, so every subprocess the tests start inherits it, and checks the log at the end.
 """
 

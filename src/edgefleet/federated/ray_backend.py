@@ -26,6 +26,16 @@ already: ``RAY_USAGE_STATS_ENABLED=1`` is yours to choose), which the Ray proces
 inherit. A Ray started here runs without its dashboard and keeps its workers' logs out of the
 driver's output. A cluster joined with ``address`` follows its own settings.
 
+Ray started here also stays on this machine's loopback (:data:`LOOPBACK_NODE_IP`): left to
+itself, it binds its control store to the machine's network address, reachable from the LAN.
+And Ray 2.60's API-server process, which starts whatever ``include_dashboard`` says, asks cloud
+metadata services (``169.254.169.254``, ``metadata.google.internal``) which cloud it runs on,
+even with usage statistics off (``usage_stats_head.run`` reads the cluster config before
+it checks the setting). No Ray option turns that off, so Ray is started with
+:data:`CLOSED_PROXY` as its HTTP(S) proxy for everything but loopback: those requests fail at
+once on a closed port of this machine instead of leaving it. The proxy variables are set only
+while ``ray.init`` starts Ray's processes (which keep them) and restored afterwards.
+
 Examples
 --------
 A thousand devices on this machine, two CPUs (skipped as a doctest: starting Ray takes
@@ -48,12 +58,13 @@ ValueError: Ray address must be 'auto', 'ray://HOST:PORT' or 'HOST:PORT', got 'l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import re
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -64,10 +75,48 @@ from edgefleet.federated.params import Vector
 from edgefleet.federated.simulation import Backend, ClientJob, ClientReport, run_client
 from edgefleet.federated.task import Dataset, Task
 
-__all__ = ["NO_TELEMETRY", "ClientJobError", "RayBackend", "require_ray"]
+__all__ = [
+    "CLOSED_PROXY",
+    "LOOPBACK_NODE_IP",
+    "NO_TELEMETRY",
+    "ClientJobError",
+    "RayBackend",
+    "require_ray",
+]
 
 NO_TELEMETRY = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_PROMPT_ENABLED": "0"}
 """Ray's settings that turn its usage reporting off; set before Ray is imported or started."""
+
+LOOPBACK_NODE_IP = "127.0.0.2"
+"""The address of the Ray node started here. Ray replaces ``127.0.0.1`` (and ``localhost``) by
+the machine's network address, which is reachable from the LAN; any other loopback address it
+keeps, and Linux routes all of ``127.0.0.0/8`` to the loopback interface."""
+
+CLOSED_PROXY = "http://127.0.0.1:9"
+"""The HTTP(S) proxy of the Ray processes started here: port 9 of loopback, where nothing
+listens, so a request Ray makes to anything but loopback fails without leaving the machine."""
+
+_LOOPBACK = "127.0.0.1,localhost,::1"
+_STARTING_ENV = {
+    **dict.fromkeys(("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"), CLOSED_PROXY),
+    **dict.fromkeys(("no_proxy", "NO_PROXY"), _LOOPBACK),
+}
+
+
+@contextlib.contextmanager
+def _starting_ray() -> Iterator[None]:
+    """Set the proxy variables for the processes ``ray.init`` starts; restore them after."""
+    saved = {name: os.environ.get(name) for name in _STARTING_ENV}
+    os.environ.update(_STARTING_ENV)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
 
 _ADDRESS = re.compile(r"(ray://)?[^\s:/]+:\d{1,5}")
 _NO_MODEL: Vector = np.empty(0, np.float32)
@@ -189,9 +238,13 @@ class RayBackend(Backend):
         if not ray.is_initialized():
             quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
             if self.address is None:
-                ray.init(
-                    num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet
-                )
+                with _starting_ray():
+                    ray.init(
+                        num_cpus=self.num_cpus or os.cpu_count() or 1,
+                        include_dashboard=False,
+                        _node_ip_address=LOOPBACK_NODE_IP,
+                        **quiet,
+                    )
             else:
                 try:
                     ray.init(address=self.address, **quiet)

@@ -6,6 +6,7 @@ down and checks that nothing of it is left.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -30,7 +31,7 @@ from edgefleet.federated.tasks.digits import DigitsTask
 ray = pytest.importorskip("ray", reason="the Ray backend needs Ray: pip install 'edgefleet[ray]'")
 pytest.importorskip("torch", reason="simulated devices train with PyTorch (the train extra)")
 
-from edgefleet.federated.ray_backend import ClientJobError, RayBackend  # noqa: E402
+from edgefleet.federated.ray_backend import CLOSED_PROXY, ClientJobError, RayBackend  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +217,20 @@ def test_bad_backend_options_exit_2_naming_the_option(args: list[str], message: 
     option = "--ray-address" if "Ray address" in message or "needs" in message else "--backend"
     assert f"Invalid value for '{option}'" in result.output
     assert message in result.output
+
+
+def test_the_ray_it_starts_listens_on_loopback_only(backend: RayBackend) -> None:
+    """Left to itself, Ray binds its control store to the machine's network address."""
+    backend.start()
+    host = ray.get_runtime_context().gcs_address.rsplit(":", 1)[0]
+    assert ipaddress.ip_address(host).is_loopback
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {host}
+
+
+def test_starting_ray_leaves_this_process_environment_as_it_was() -> None:
+    """The closed proxy is for the processes Ray starts, not for the caller's own requests."""
+    proxies = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY")
+    assert all(os.environ.get(name) != CLOSED_PROXY for name in proxies)
 
 
 def test_close_leaves_a_ray_it_did_not_start_running(backend: RayBackend) -> None:
