@@ -209,7 +209,7 @@ def test_demo_runs_to_the_end(tmp_path: Path) -> None:
     assert "read back from the server, every device reports serving digits@2" in result.stdout
     # The agents' health watch does not roll back the better model on scheduler noise.
     assert "LOCAL ROLLBACK" not in result.stdout
-    assert re.search(r"rolled back automatically: gate failed: accuracy_delta", result.stdout)
+    assert re.search(r"rolled back by the server: gate failed: accuracy_delta", result.stdout)
     assert "killed during round 1" in result.stdout
     assert re.search(r"round +1 closed 2/3 updates, 1 dropped", result.stdout)
     assert "reports serving digits@4" in result.stdout
